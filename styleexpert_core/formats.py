@@ -28,7 +28,7 @@ from .config import MoEConfig, ProjectorConfig
 from .errors import CheckpointError, StyleExpertError
 from .keys import is_flux_linear
 from .moe_lora import TENSOR_NAMES, ExpertTensors
-from .projector import build_projector, projector_config_from_state_dict, strip_official_prefix
+from .projector import StyleProjector, build_projector, projector_config_from_state_dict, strip_official_prefix
 
 FORMAT_NAME = "styleexpert"
 FORMAT_VERSION = 1
@@ -73,6 +73,13 @@ class StyleExpertCheckpoint:
     @property
     def has_experts(self) -> bool:
         return bool(self.layers)
+
+    def build_projector(self, *, operations=None, dtype: torch.dtype | None = None) -> StyleProjector:
+        """The style projector, built from the stored configuration (layer order included)."""
+        if self.projector is None:
+            raise StyleExpertError("this checkpoint holds no style projector.")
+        return build_projector(self.projector, "checkpoint", config=self.projector_config,
+                               operations=operations, dtype=dtype)
 
     def summary(self) -> dict:
         """A JSON-friendly description (used by the CLI and the loader node)."""

@@ -117,11 +117,16 @@ def projector_config_from_state_dict(state_dict: dict[str, torch.Tensor], source
                            width=proj.shape[1], out_dim=proj.shape[0])
 
 
-def build_projector(state_dict: dict[str, torch.Tensor], source: str, *, operations=None,
-                    dtype: torch.dtype | None = None) -> StyleProjector:
-    """A StyleProjector loaded strictly from `state_dict` (prefix tolerated)."""
+def build_projector(state_dict: dict[str, torch.Tensor], source: str, *, config: ProjectorConfig | None = None,
+                    operations=None, dtype: torch.dtype | None = None) -> StyleProjector:
+    """A StyleProjector loaded strictly from `state_dict` (prefix tolerated).
+
+    `config` is the stored configuration (its layer order is part of the meaning); without one,
+    sizes and layers are inferred from the tensors in the official order (-2, -11, -20).
+    """
     sd = strip_official_prefix(state_dict)
-    config = projector_config_from_state_dict(sd, source)
+    if config is None:
+        config = projector_config_from_state_dict(sd, source)
     projector = StyleProjector(config, operations=operations, dtype=dtype)
     expected = projector.state_dict()
     missing = sorted(set(expected) - set(sd))
