@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..styleexpert_core.errors import InputError
 from ..styleexpert_core.fold import effective_config
 from ..styleexpert_core.routing import check_style_latent
 from .flux_patching import Strengths, dynamic_into, merge_into
@@ -11,6 +12,7 @@ from .payloads import LoadedStyleExpert, StyleLatent
 from .sockets import CATEGORY, StyleExpert, StyleLatentSocket
 
 KEEP = "from checkpoint"
+MODES = ["merge", "dynamic"]
 
 
 def strength_input(name: str, tooltip: str, default: float = 1.0) -> io.Float.Input:
@@ -19,6 +21,8 @@ def strength_input(name: str, tooltip: str, default: float = 1.0) -> io.Float.In
 
 def apply_styleexpert(model, expert: LoadedStyleExpert, style: StyleLatent, mode: str, strengths: Strengths,
                       top_k: int = 0, alignment: str = KEEP):
+    if mode not in MODES:  # V3 combos are not validated by the server
+        raise InputError(f"mode must be one of {MODES}, got {mode!r}.")
     config = effective_config(expert.checkpoint, None if alignment == KEEP else alignment, top_k or None)
     latents = check_style_latent(style.check_for(expert), config.cond_dim)
     if mode == "merge":
@@ -40,7 +44,7 @@ class StyleExpertApply(io.ComfyNode):
                 io.Model.Input("model"),
                 StyleExpert.Input("styleexpert"),
                 StyleLatentSocket.Input("style"),
-                io.Combo.Input("mode", options=["merge", "dynamic"], default="merge"),
+                io.Combo.Input("mode", options=MODES, default="merge"),
                 strength_input("strength", "Multiplies the whole style delta."),
                 strength_input("shared_strength", "Weight of the shared expert (always active)."),
                 strength_input("routed_strength", "Weight of the routed experts the style picked."),

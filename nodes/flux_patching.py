@@ -13,14 +13,13 @@ from functools import partial
 
 import torch
 
-import comfy.model_management
-import comfy.model_patcher
 import comfy.patcher_extension
 import comfy.utils
 from comfy.weight_adapter import LoRAAdapter
 
 from ..styleexpert_core import FluxShape, MoEConfig, fold_layers, moe_delta, route
 from ..styleexpert_core.errors import InputError, ShapeMismatchError
+from ..styleexpert_core.finite import check_finite_number
 from ..styleexpert_core.keys import BflTarget, diffusers_to_bfl
 from .payloads import LoadedStyleExpert
 
@@ -34,6 +33,11 @@ class Strengths:
     routed: float = 1.0
     double_blocks: float = 1.0
     single_blocks: float = 1.0
+
+    def __post_init__(self) -> None:
+        # A NaN passes ComfyUI's min/max validation and would only give a black image.
+        for name, value in vars(self).items():
+            check_finite_number(value, f"strength '{name}'")
 
     def for_target(self, target: BflTarget) -> float:
         block = target.block
@@ -183,12 +187,8 @@ def dynamic_into(model, expert: LoadedStyleExpert, latents: torch.Tensor, config
                  strengths: Strengths):
     """A clone of `model` that routes every sample by its own style latent at forward time."""
     layers = resolve_targets(model, expert)
-    bank = expert.bank()
-    bank_patcher = comfy.model_patcher.ModelPatcher(
-        bank, load_device=comfy.model_management.get_torch_device(),
-        offload_device=comfy.model_management.unet_offload_device())
     patched = model.clone()
-    patched.set_additional_models(WRAPPER_KEY, [bank_patcher])
+    patched.set_additional_models(WRAPPER_KEY, [expert.bank_patcher()])
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY,
-                                 DynamicStyleWrapper(bank, layers, config, latents, strengths))
+                                 DynamicStyleWrapper(expert.bank(), layers, config, latents, strengths))
     return patched

@@ -12,6 +12,7 @@ import torch
 
 from .config import MoEConfig
 from .errors import InputError
+from .finite import check_finite_number
 from .moe_lora import ExpertTensors
 from .routing import Routing, route_latent
 
@@ -62,6 +63,9 @@ def fold_checkpoint(ckpt, style_latent: torch.Tensor, *, alignment: str | None =
                     routed_strength: float = 1.0,
                     dtype: torch.dtype = torch.float32) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Fold every expert layer of a StyleExpertCheckpoint for one style; strength scales `up`."""
+    for name, value in (("strength", strength), ("shared_strength", shared_strength),
+                        ("routed_strength", routed_strength)):
+        check_finite_number(value, name)
     config = effective_config(ckpt, alignment, top_k)
     folded = fold_layers(ckpt.layers, config, style_latent, dtype=dtype, shared_strength=shared_strength,
                          routed_strength=routed_strength)

@@ -29,6 +29,7 @@ from .errors import CheckpointError, StyleExpertError
 from .keys import is_flux_linear
 from .moe_lora import TENSOR_NAMES, ExpertTensors
 from .projector import StyleProjector, build_projector, projector_config_from_state_dict, strip_official_prefix
+from .safe_write import write_atomically
 
 FORMAT_NAME = "styleexpert"
 FORMAT_VERSION = 1
@@ -198,10 +199,7 @@ def save_native(ckpt: StyleExpertCheckpoint, path: str | os.PathLike, *, dtype: 
         "styleexpert.projector": json.dumps(ckpt.projector_config.to_dict() if ckpt.projector_config else None),
         **{f"styleexpert.{k}": v for k, v in ckpt.info.items()},
     }
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    write_atomically(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def _native_from_tensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str], source: str) -> StyleExpertCheckpoint:
@@ -364,10 +362,7 @@ def save_baked_lora(folded: dict[str, tuple[torch.Tensor, torch.Tensor]], path: 
         tensors[f"{key}.lora_A.weight"] = down.to(dtype).contiguous()
         tensors[f"{key}.lora_B.weight"] = up.to(dtype).contiguous()
         tensors[f"{key}.alpha"] = torch.tensor(float(down.shape[0]))
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": "pt", **(metadata or {})})
-    os.replace(tmp, path)
+    write_atomically(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt", **(metadata or {})}))
 
 
 def read_baked_lora(path: str | os.PathLike) -> dict[str, tuple[torch.Tensor, torch.Tensor, float]]:
