@@ -9,7 +9,7 @@ from functools import cached_property
 import torch
 from torch import nn
 
-from ..styleexpert_core import ExpertTensors, StyleExpertCheckpoint, StyleProjector, build_projector
+from ..styleexpert_core import ExpertTensors, StyleExpertCheckpoint, StyleProjector
 from ..styleexpert_core.errors import InputError, ShapeMismatchError
 
 
@@ -61,7 +61,7 @@ class LoadedStyleExpert:
                 f"'{self.name}' has no style projector, so it cannot encode style images. Load a native "
                 "StyleExpert file that includes one, or pick the official projector file in the loader.")
         if self._projector is None:
-            self._projector = build_projector(self.checkpoint.projector, self.name).eval().requires_grad_(False)
+            self._projector = self.checkpoint.build_projector().eval().requires_grad_(False)
         return self._projector
 
     def bank(self) -> ExpertBank:

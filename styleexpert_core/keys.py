@@ -171,6 +171,15 @@ def infer_shape(modules: list[str], hidden_size: int, mlp_hidden: int | None = N
     return FluxShape(hidden_size, depth, depth_single, ratio)
 
 
+def block_kind(module: str) -> str | None:
+    """"double" / "single" for a diffusers-named block layer, None for the global ones."""
+    if module.startswith("transformer_blocks."):
+        return "double"
+    if module.startswith("single_transformer_blocks."):
+        return "single"
+    return None
+
+
 def _template_pattern(template: str) -> re.Pattern[str]:
     return re.compile(re.escape(template).replace(r"\{i\}", r"(\d+)"))
 
