@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..styleexpert_core import ExpertTensors, StyleExpertCheckpoint, StyleProjector
-from ..styleexpert_core.errors import InputError, ShapeMismatchError
+from ..styleexpert_core.errors import InputError
 
 
 def tensors_fingerprint(tensors: dict[str, torch.Tensor]) -> str:
@@ -78,13 +78,8 @@ class StyleLatent:
     encoder_id: str | None = None
 
     def check_for(self, expert: LoadedStyleExpert) -> torch.Tensor:
-        config = expert.checkpoint.config
-        if config is None:
-            raise InputError(f"'{expert.name}' holds only a style projector; load a checkpoint with experts.")
-        if self.values.shape[1] != config.cond_dim:
-            raise ShapeMismatchError(
-                f"the style latent is {self.values.shape[1]}-d but '{expert.name}' routes on {config.cond_dim}-d "
-                "latents: encode the style with this checkpoint's projector.")
+        """The latents, once it is clear they come from `expert`'s own style projector; their shape and
+        values are checked by the core (check_style)."""
         if self.encoder_id and expert.encoder_id and self.encoder_id != expert.encoder_id:
             raise InputError(
                 f"this style latent was made by a different style projector than the one in '{expert.name}'; "

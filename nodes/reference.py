@@ -14,9 +14,9 @@ import node_helpers
 from comfy_api.latest import io
 
 from ..styleexpert_core.errors import InputError
+from ..styleexpert_core.reference_layout import STYLE_ROW_OFFSET
 from .sockets import CATEGORY
 
-STYLE_ROW_OFFSET = 64
 LAYOUTS = ["official", "megastyle"]
 
 

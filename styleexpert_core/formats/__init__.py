@@ -11,12 +11,12 @@ Every tensor key is accounted for; anything unknown, missing or mis-shaped is an
 names the file, the key and the expected format.
 """
 
-from .baked_lora import read_baked_lora, save_baked_lora
+from .baked_lora import bake_style, save_baked_lora
 from .checkpoint import StyleExpertCheckpoint
 from .files import detect_format, read_safetensors, read_tensor_file
 from .load import load_checkpoint
 from .native import load_native, save_native
 from .official import load_official
 
-__all__ = ["StyleExpertCheckpoint", "detect_format", "load_checkpoint", "load_native", "load_official",
-           "read_baked_lora", "read_safetensors", "read_tensor_file", "save_baked_lora", "save_native"]
+__all__ = ["StyleExpertCheckpoint", "bake_style", "detect_format", "load_checkpoint", "load_native", "load_official",
+           "read_safetensors", "read_tensor_file", "save_baked_lora", "save_native"]

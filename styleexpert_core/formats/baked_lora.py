@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 
 import torch
 
 from ..errors import StyleExpertError
+from ..fold import fold_checkpoint
 from ..keys import is_flux_linear
-from .files import read_safetensors, write_safetensors
+from ..style import Strengths
+from .files import write_safetensors
 
 BAKED_PREFIX = "transformer."
 
@@ -30,13 +34,12 @@ def save_baked_lora(folded: dict[str, tuple[torch.Tensor, torch.Tensor]], path: 
     write_safetensors(tensors, path, {"format": "pt", **(metadata or {})})
 
 
-def read_baked_lora(path: str | os.PathLike) -> dict[str, tuple[torch.Tensor, torch.Tensor, float]]:
-    """module -> (up, down, alpha) from a baked LoRA (used by tests and `inspect`)."""
-    tensors, _ = read_safetensors(path)
-    out: dict[str, tuple[torch.Tensor, torch.Tensor, float]] = {}
-    for key in tensors:
-        if key.endswith(".lora_A.weight"):
-            module = key[: -len(".lora_A.weight")]
-            out[module.removeprefix(BAKED_PREFIX)] = (
-                tensors[f"{module}.lora_B.weight"], tensors[key], float(tensors[f"{module}.alpha"]))
-    return out
+def bake_style(ckpt, style_latent: torch.Tensor, path: str | os.PathLike, *, name: str,
+               strengths: Strengths = Strengths(), alignment: str | None = None, top_k: int | None = None,
+               dtype: torch.dtype = torch.float32) -> int:
+    """Fold one style exactly as Apply merges it and write it as a LoRA file; returns the layer count.
+    `name` is the checkpoint's, recorded in the file's metadata."""
+    folded = fold_checkpoint(ckpt, style_latent, strengths=strengths, alignment=alignment, top_k=top_k)
+    save_baked_lora(folded, path, dtype=dtype, metadata={
+        "styleexpert.baked_from": name, "styleexpert.strengths": json.dumps(dataclasses.asdict(strengths))})
+    return len(folded)
