@@ -144,8 +144,8 @@ class DynamicStyleWrapper:
                 h.remove()
 
     def _hook(self, index: int, layer: LayerTarget, latents: torch.Tensor, module, inputs, output):
-        tensors = self.bank.tensors(index)
-        routing = route_style(layer.module, tensors.gate, latents, self.config, self.strengths)  # checked in Apply
+        tensors = self.bank.tensors(index)  # latents: checked once, by check_style in Apply
+        routing = route_style(layer.module, tensors.gate, latents, self.config, self.strengths)
         delta = moe_delta(inputs[0], tensors, routing)
         t = layer.target
         if t.transform == "swap_halves":
