@@ -1,22 +1,28 @@
-"""Fixtures for tests against real ComfyUI 0.3.64: in-process imports, tiny models, a live server, a browser.
+"""The harness as a pytest plugin: fixtures for tests against real ComfyUI, and the skip/fail rules.
+
+Register it once, in the top-level conftest: `pytest_plugins = ["comfy_harness.pytest_plugin"]`.
 
 Fixtures (session-scoped unless noted):
   comfyui_checkout        ComfyCheckout(root, problem, version) of $COMFYUI_ROOT or ~/.cache/comfyui/ComfyUI
   comfy                   namespace of imported ComfyUI modules (nodes, folder_paths, comfy.*, io, ui, ...),
                           CPU only, base directory in a session tmp dir (comfy.base_dir)
   load_pack               load_pack(dir) -> {node_id: class}, via nodes.load_custom_node
-  pack_dir / pack         this repository / its registered node classes (skips until __init__.py exists)
+  pack_dir                the pack under test (default: pytest's rootdir; override in a conftest)
+  pack_folder_name        its folder under custom_nodes/ in test servers, also its web-extension name
+                          (default: pack_dir's name; override in a conftest)
+  pack                    the pack's registered node classes (skips until pack_dir/__init__.py exists)
   tiny_flux (function)    ModelPatcher over a tiny Flux (hidden 64, 2+2 blocks, context/pooled 32)
   tiny_siglip             tiny SigLIP ClipVisionModel (27 layers, 16 tokens, width 32)
   flux_unet_file, tiny_vae_file, siglip_file   cached random-weight files the stock loaders accept
   comfy_server_factory    start(...) -> ComfyServer in its own base directory (stopped at session end)
-  comfy_server            a server with this pack, the test-only pack and the test model files
+  comfy_server            a server with the pack, the test-only pack and the test model files
   browser / frontend (function)   headless Chromium / a FrontendPage on comfy_server's UI
   artifacts_dir           tests/artifacts/ (gitignored) for screenshots
 
-A missing ComfyUI checkout skips every test in this directory with the reason and a summary
-line; STYLEEXPERT_REQUIRE_COMFYUI=1 (CI) turns that into failures. Missing Chromium skips the
-browser tests the same way; STYLEEXPERT_REQUIRE_BROWSER=1 turns that into failures.
+A test needs ComfyUI when it uses `comfyui_checkout`, directly or through any fixture above that
+needs it; such tests get the `comfyui` marker. A missing checkout skips them with the reason and
+a summary line; STYLEEXPERT_REQUIRE_COMFYUI=1 (CI) turns that into failures. Missing Chromium
+skips the browser tests the same way; STYLEEXPERT_REQUIRE_BROWSER=1 turns that into failures.
 """
 
 from __future__ import annotations
@@ -25,22 +31,18 @@ import os
 from pathlib import Path
 
 import pytest
-import tiny_model_files
-from base_directory import prepare_base_directory
-from comfy_checkout import comfyui_required, locate_comfyui
-from comfy_server import ComfyServer
-from frontend_browser import FrontendBrowser, browser_problem
+
+from . import tiny_model_files
+from .base_directory import prepare_base_directory
+from .checkout import comfyui_required, locate_comfyui
+from .frontend_browser import FrontendBrowser, browser_problem
+from .server import ComfyServer
 
 HERE = Path(__file__).resolve().parent
-REPO_ROOT = HERE.parents[1]
-TEST_PACK_DIR = HERE / "test_pack_testing_nodes"
-ARTIFACTS_DIR = REPO_ROOT / "tests" / "artifacts"
-PACK_FOLDER_NAME = "styleexpert"  # custom_nodes/<name> in the server; also its web-extension name
+ARTIFACTS_DIR = HERE.parent / "artifacts"
+TEST_PACK_DIR = HERE / "test_node_pack"
 TEST_PACK_FOLDER_NAME = "styleexpert_test_nodes"
 REQUIRE_BROWSER_ENV = "STYLEEXPERT_REQUIRE_BROWSER"
-
-# The test-only pack is loaded by ComfyUI, never collected by pytest.
-collect_ignore = ["test_pack_testing_nodes"]
 
 CHECKOUT = locate_comfyui()
 # For the terminal summary: tests stopped by a missing checkout, and why the browser is missing.
@@ -48,28 +50,31 @@ _checkout_stopped: list[str] = []
 _browser_missing: list[str] = []
 
 
-if (HERE / "__init__.py").exists():
-    # As a package, these modules would be imported as tests.integration.*: the helpers could no
-    # longer be imported by their plain names, and `tests` would clash with ComfyUI's own
-    # top-level `tests` package once the ComfyUI root leads sys.path.
-    raise pytest.UsageError(f"{HERE} must not contain __init__.py (see conftest.py)")
-
-
 def pytest_configure(config):
+    config.addinivalue_line("markers", "comfyui: needs a real ComfyUI checkout (COMFYUI_ROOT)")
     config.addinivalue_line("markers", "browser: drives the ComfyUI frontend in headless Chromium")
 
 
+def pytest_ignore_collect(collection_path, config):
+    # The test-only node pack is loaded by ComfyUI (it imports folder_paths), never by pytest.
+    return True if collection_path == TEST_PACK_DIR else None
+
+
+def needs_comfyui(item) -> bool:
+    return "comfyui_checkout" in getattr(item, "fixturenames", ())
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: `-m "not comfyui"` leaves them out
 def pytest_collection_modifyitems(config, items):
-    # `-m "not comfyui"` deselects everything here (the marker is declared in pyproject.toml).
     for item in items:
-        if Path(str(item.path)).is_relative_to(HERE):
+        if needs_comfyui(item):
             item.add_marker(pytest.mark.comfyui)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
-    # Only items under this directory reach this conftest's hook.
-    if not CHECKOUT.usable:
+    # Stop the test before any fixture runs, and count it for the summary.
+    if needs_comfyui(item) and not CHECKOUT.usable:
         _checkout_stopped.append(item.nodeid)
         if comfyui_required():
             pytest.fail(CHECKOUT.problem, pytrace=False)
@@ -117,28 +122,33 @@ def _browser_required() -> bool:
 
 @pytest.fixture(scope="session")
 def comfyui_checkout():
-    if not CHECKOUT.usable:  # also guards direct use from other directories
+    if not CHECKOUT.usable:  # pytest_runtest_setup stops its users first; this guards getfixturevalue
         pytest.fail(CHECKOUT.problem, pytrace=False) if comfyui_required() else pytest.skip(CHECKOUT.problem)
     return CHECKOUT
 
 
 @pytest.fixture(scope="session")
 def comfy(comfyui_checkout, tmp_path_factory):
-    from comfy_harness import import_comfy
+    from .in_process import import_comfy
 
     return import_comfy(comfyui_checkout.root, tmp_path_factory.mktemp("comfy_in_process_base"))
 
 
 @pytest.fixture(scope="session")
 def load_pack(comfy):
-    from comfy_harness import load_custom_node_pack
+    from .in_process import load_custom_node_pack
 
     return lambda pack_directory: load_custom_node_pack(comfy, Path(pack_directory))
 
 
 @pytest.fixture(scope="session")
-def pack_dir() -> Path:
-    return REPO_ROOT
+def pack_dir(pytestconfig) -> Path:
+    return pytestconfig.rootpath  # a custom node repository is its own pack
+
+
+@pytest.fixture(scope="session")
+def pack_folder_name(pack_dir) -> str:
+    return pack_dir.name
 
 
 @pytest.fixture(scope="session")
@@ -150,14 +160,14 @@ def pack(load_pack, pack_dir):
 
 @pytest.fixture
 def tiny_flux(comfy):
-    from tiny_flux import tiny_flux_patcher
+    from .tiny_flux import tiny_flux_patcher
 
     return tiny_flux_patcher()
 
 
 @pytest.fixture(scope="session")
 def tiny_siglip(comfy, tmp_path_factory):
-    from tiny_siglip import tiny_siglip_model
+    from .tiny_siglip import tiny_siglip_model
 
     return tiny_siglip_model(tmp_path_factory.mktemp("tiny_siglip"))
 
@@ -184,10 +194,11 @@ def siglip_file(comfy) -> Path:
 
 
 @pytest.fixture(scope="session")
-def comfy_server_factory(comfyui_checkout, tmp_path_factory):
+def comfy_server_factory(comfyui_checkout, tmp_path_factory, pack_dir, pack_folder_name):
     """start(custom_nodes=None, model_files=None, extra_args=(), include_pack=True,
     include_test_pack=True, check_imports=True, timeout=180) -> a started ComfyServer with its
-    own base directory. custom_nodes maps folder names to extra pack directories.
+    own base directory. include_pack serves pack_dir as custom_nodes/<pack_folder_name>;
+    custom_nodes maps folder names to extra pack directories.
 
     With check_imports, fails (with the server log) if any custom node pack failed to import.
     """
@@ -206,8 +217,8 @@ def comfy_server_factory(comfyui_checkout, tmp_path_factory):
         packs = dict(custom_nodes or {})
         if include_test_pack:
             packs[TEST_PACK_FOLDER_NAME] = TEST_PACK_DIR
-        if include_pack and (REPO_ROOT / "__init__.py").is_file():
-            packs[PACK_FOLDER_NAME] = REPO_ROOT
+        if include_pack and (pack_dir / "__init__.py").is_file():
+            packs[pack_folder_name] = pack_dir
         base = prepare_base_directory(tmp_path_factory.mktemp("comfy_server_base"), packs, model_files)
         server = ComfyServer(comfyui_checkout.root, base, extra_args=extra_args)
         server.start(timeout)
