@@ -74,7 +74,7 @@ def bench_fold(args, dtype, name: str, modules: list[str]) -> None:
     config = MoEConfig()
     layers = {m: random_layer(config, *block_linear_features(m, FluxShape.FLUX_DEV), args.device, dtype)
               for m in modules}
-    latent = torch.randn(config.cond_dim, device=args.device, dtype=dtype)
+    latent = torch.randn(1, config.cond_dim, device=args.device, dtype=dtype)
     seconds = timed(lambda: fold_layers(layers, config, latent), 3, args.device)
     print(f"fold {name}: {len(layers)} layers (19 double + 38 single blocks) -> rank {config.folded_rank} "
           f"deltas in {seconds * 1e3:.0f} ms")

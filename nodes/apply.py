@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..styleexpert_core import Strengths, check_style, fold_checkpoint
 from ..styleexpert_core.errors import InputError
-from ..styleexpert_core.fold import effective_config
-from ..styleexpert_core.routing import check_style_latent
-from .flux_patching import Strengths, dynamic_into, merge_into
+from .flux_patching import dynamic_into, merge_into
 from .payloads import LoadedStyleExpert, StyleLatent
 from .sockets import CATEGORY, StyleExpert, StyleLatentSocket
 
@@ -15,18 +14,41 @@ KEEP = "from checkpoint"
 MODES = ["merge", "dynamic"]
 
 
-def strength_input(name: str, tooltip: str, default: float = 1.0) -> io.Float.Input:
-    return io.Float.Input(name, default=default, min=-4.0, max=4.0, step=0.05, tooltip=tooltip)
+def strength_input(name: str, tooltip: str, optional: bool = False) -> io.Float.Input:
+    return io.Float.Input(name, default=1.0, min=-4.0, max=4.0, step=0.05, tooltip=tooltip, optional=optional)
+
+
+def strength_inputs(optional: bool = False) -> list[io.Float.Input]:
+    """The per-part strengths Apply and Bake share (after `strength`, which scales the whole delta)."""
+    return [strength_input("shared_strength", "Weight of the shared expert (always active).", optional),
+            strength_input("routed_strength", "Weight of the routed experts the style picked.", optional),
+            strength_input("double_blocks", "Extra factor for the 19 double-stream blocks.", optional),
+            strength_input("single_blocks", "Extra factor for the 38 single-stream blocks.", optional)]
+
+
+def routing_inputs(optional: bool = False) -> list:
+    """top_k and alignment overrides (0 and KEEP keep the checkpoint's values)."""
+    return [io.Int.Input("top_k", default=0, min=0, max=64, optional=optional,
+                         tooltip="Routed experts per layer; 0 keeps the checkpoint's value."),
+            io.Combo.Input("alignment", options=[KEEP, "official", "paper"], default=KEEP, optional=optional,
+                           tooltip="How scores meet experts. Keep the checkpoint's value unless you know "
+                                   "why (the official weights mean 'official').")]
+
+
+def overrides(top_k: int, alignment: str) -> dict:
+    """The core's alignment/top_k overrides from the nodes' widget values."""
+    return {"alignment": None if alignment == KEEP else alignment, "top_k": top_k or None}
 
 
 def apply_styleexpert(model, expert: LoadedStyleExpert, style: StyleLatent, mode: str, strengths: Strengths,
                       top_k: int = 0, alignment: str = KEEP):
     if mode not in MODES:  # V3 combos are not validated by the server
         raise InputError(f"mode must be one of {MODES}, got {mode!r}.")
-    config = effective_config(expert.checkpoint, None if alignment == KEEP else alignment, top_k or None)
-    latents = check_style_latent(style.check_for(expert), config.cond_dim)
+    latents = style.check_for(expert)
     if mode == "merge":
-        return merge_into(model, expert, latents, config, strengths)
+        folded = fold_checkpoint(expert.checkpoint, latents, strengths=strengths, **overrides(top_k, alignment))
+        return merge_into(model, expert, folded)
+    config, latents = check_style(expert.checkpoint, latents, **overrides(top_k, alignment))
     return dynamic_into(model, expert, latents, config, strengths)
 
 
@@ -46,15 +68,8 @@ class StyleExpertApply(io.ComfyNode):
                 StyleLatentSocket.Input("style"),
                 io.Combo.Input("mode", options=MODES, default="merge"),
                 strength_input("strength", "Multiplies the whole style delta."),
-                strength_input("shared_strength", "Weight of the shared expert (always active)."),
-                strength_input("routed_strength", "Weight of the routed experts the style picked."),
-                strength_input("double_blocks", "Extra factor for the 19 double-stream blocks."),
-                strength_input("single_blocks", "Extra factor for the 38 single-stream blocks."),
-                io.Int.Input("top_k", default=0, min=0, max=64,
-                             tooltip="Routed experts per layer; 0 keeps the checkpoint's value."),
-                io.Combo.Input("alignment", options=[KEEP, "official", "paper"], default=KEEP,
-                               tooltip="How scores meet experts. Keep the checkpoint's value unless you know "
-                                       "why (the official weights mean 'official')."),
+                *strength_inputs(),
+                *routing_inputs(),
             ],
             outputs=[io.Model.Output()],
         )

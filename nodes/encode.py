@@ -1,4 +1,5 @@
-"""StyleExpertEncodeStyle: style images -> style latent(s) through SigLIP and the style projector."""
+"""Making style latents: StyleExpertEncodeStyle (style images through SigLIP and the style projector) and
+StyleExpertBlendStyles (a weighted mix of style latents)."""
 
 from __future__ import annotations
 
@@ -80,3 +81,48 @@ class StyleExpertEncodeStyle(io.ComfyNode):
         if mode == "mean":
             latents = latents.mean(dim=0, keepdim=True)
         return io.NodeOutput(StyleLatent(latents, styleexpert.encoder_id))
+
+
+class StyleExpertBlendStyles(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        weight = {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.05}
+        return io.Schema(
+            node_id="StyleExpertBlendStyles",
+            display_name="StyleExpert Blend Styles",
+            category=CATEGORY,
+            description="Weighted interpolation of two to four style latents (weights are normalised to sum 1).",
+            inputs=[
+                StyleLatentSocket.Input("style_a"), io.Float.Input("weight_a", **weight),
+                StyleLatentSocket.Input("style_b"), io.Float.Input("weight_b", **weight),
+                StyleLatentSocket.Input("style_c", optional=True), io.Float.Input("weight_c", optional=True, **weight),
+                StyleLatentSocket.Input("style_d", optional=True), io.Float.Input("weight_d", optional=True, **weight),
+            ],
+            outputs=[StyleLatentSocket.Output(display_name="STYLE_LATENT")],
+        )
+
+    @classmethod
+    def execute(cls, style_a: StyleLatent, weight_a: float, style_b: StyleLatent, weight_b: float,
+                style_c: StyleLatent | None = None, weight_c: float = 1.0, style_d: StyleLatent | None = None,
+                weight_d: float = 1.0) -> io.NodeOutput:
+        pairs = [(s, w) for s, w in ((style_a, weight_a), (style_b, weight_b), (style_c, weight_c),
+                                     (style_d, weight_d)) if s is not None]
+        return io.NodeOutput(blend_styles(pairs))
+
+
+def blend_styles(pairs: list[tuple[StyleLatent, float]]) -> StyleLatent:
+    encoders = {s.encoder_id for s, _ in pairs}
+    if len(encoders) > 1:
+        raise InputError("these style latents come from different style projectors; blend latents encoded "
+                         "with the same StyleExpert checkpoint.")
+    for name, (s, _) in zip("abcd", pairs):
+        if s.values.shape[0] != 1:
+            raise InputError(f"style_{name} holds {s.values.shape[0]} latents; blend takes one latent per input "
+                             "(encode with mode 'mean').")
+    if len({s.values.shape[1] for s, _ in pairs}) > 1:
+        raise InputError("style latents of different sizes cannot be blended.")
+    total = sum(w for _, w in pairs)
+    if total <= 0:
+        raise InputError("blend weights sum to 0; give at least one style a positive weight.")
+    values = sum(s.values * (w / total) for s, w in pairs)
+    return StyleLatent(values, pairs[0][0].encoder_id)

@@ -4,10 +4,11 @@ from comfy_api.latest import ComfyExtension, io
 
 from .apply import StyleExpertApply
 from .bake import StyleExpertBakeLoRA
-from .encode import StyleExpertEncodeStyle
-from .inspect_nodes import StyleExpertBlendStyles, StyleExpertMetrics, StyleExpertRoutingPreview
+from .encode import StyleExpertBlendStyles, StyleExpertEncodeStyle
 from .loader import StyleExpertLoader
+from .metrics import StyleExpertMetrics
 from .reference import StyleExpertReferenceLatents
+from .routing_preview import StyleExpertRoutingPreview
 
 NODES = [StyleExpertLoader, StyleExpertEncodeStyle, StyleExpertApply, StyleExpertReferenceLatents,
          StyleExpertRoutingPreview, StyleExpertBlendStyles, StyleExpertMetrics, StyleExpertBakeLoRA]

@@ -17,32 +17,12 @@ import comfy.patcher_extension
 import comfy.utils
 from comfy.weight_adapter import LoRAAdapter
 
-from ..styleexpert_core import FluxShape, MoEConfig, fold_layers, moe_delta, route
+from ..styleexpert_core import FluxShape, MoEConfig, Strengths, moe_delta, route_style
 from ..styleexpert_core.errors import InputError, ShapeMismatchError
-from ..styleexpert_core.finite import check_finite_number
 from ..styleexpert_core.keys import BflTarget, diffusers_to_bfl
 from .payloads import LoadedStyleExpert
 
 WRAPPER_KEY = "styleexpert"
-
-
-@dataclass(frozen=True)
-class Strengths:
-    total: float = 1.0
-    shared: float = 1.0
-    routed: float = 1.0
-    double_blocks: float = 1.0
-    single_blocks: float = 1.0
-
-    def __post_init__(self) -> None:
-        # A NaN passes ComfyUI's min/max validation and would only give a black image.
-        for name, value in vars(self).items():
-            check_finite_number(value, f"strength '{name}'")
-
-    def for_target(self, target: BflTarget) -> float:
-        block = target.block
-        kind = block[0] if block else None
-        return self.total * (self.double_blocks if kind == "double" else self.single_blocks if kind == "single" else 1.0)
 
 
 @dataclass(frozen=True)
@@ -103,20 +83,11 @@ def _patch_key(layer: LayerTarget):
     return layer.weight_key
 
 
-def merge_into(model, expert: LoadedStyleExpert, latent: torch.Tensor, config: MoEConfig,
-               strengths: Strengths):
-    """A clone of `model` with the folded experts of one style added as LoRA patches."""
-    if latent.shape[0] != 1:
-        raise InputError(
-            f"merge mode applies one style, got {latent.shape[0]} style latents. Blend them with "
-            "StyleExpertBlendStyles, encode with mode 'mean', or use mode 'dynamic' for per-sample styles.")
-    layers = resolve_targets(model, expert)
-    folded = fold_layers(expert.checkpoint.layers, config, latent, shared_strength=strengths.shared,
-                         routed_strength=strengths.routed)
+def merge_into(model, expert: LoadedStyleExpert, folded: dict[str, tuple[torch.Tensor, torch.Tensor]]):
+    """A clone of `model` with one style's folded experts (core fold_checkpoint) added as LoRA patches."""
     patches = {}
-    for layer in layers:
+    for layer in resolve_targets(model, expert):
         up, down = folded[layer.module]
-        up = up * strengths.for_target(layer.target)
         patches[_patch_key(layer)] = LoRAAdapter(set(), (up, down, None, None, None, None))
     patched = model.clone()
     applied = patched.add_patches(patches, 1.0)
@@ -152,28 +123,28 @@ class DynamicStyleWrapper:
     def __deepcopy__(self, memo):  # model_options are deep-copied on clone; experts must not be
         return self
 
-    def __call__(self, executor, *args, **kwargs):
-        flux = executor.class_obj
-        x = args[0]
-        options = kwargs.get("transformer_options") or (args[7] if len(args) > 7 else {}) or {}
+    def __call__(self, executor, x, timestep, context, y=None, guidance=None, ref_latents=None, control=None,
+                 transformer_options=None, **kwargs):
+        # The arguments of Flux._forward, which Flux.forward hands to DIFFUSION_MODEL wrappers
+        # (comfy/ldm/flux/model.py); cond_or_uncond tells how many cond/uncond chunks x holds.
+        options = {} if transformer_options is None else transformer_options
         chunks = len(options.get("cond_or_uncond", [0]))
         latents = per_sample_latents(self.latents, x.shape[0], chunks)
+        flux = executor.class_obj
         handles = []
         try:
             for index, layer in enumerate(self.layers):
                 module = flux.get_submodule(layer.target.module)
                 handles.append(module.register_forward_hook(partial(self._hook, index, layer, latents)))
-            return executor(*args, **kwargs)
+            return executor(x, timestep, context, y, guidance, ref_latents, control, options, **kwargs)
         finally:
             for h in handles:
                 h.remove()
 
     def _hook(self, index: int, layer: LayerTarget, latents: torch.Tensor, module, inputs, output):
-        x = inputs[0]
-        tensors = self.bank.tensors(index)
-        routing = route(latents.to(tensors.gate) @ tensors.gate.t(), self.config)  # latents checked in Apply
-        routing = routing.scaled(self.strengths.shared, self.strengths.routed)
-        delta = moe_delta(x, tensors, routing) * self.strengths.for_target(layer.target)
+        tensors = self.bank.tensors(index)  # latents: checked once, by check_style in Apply
+        routing = route_style(layer.module, tensors.gate, latents, self.config, self.strengths)
+        delta = moe_delta(inputs[0], tensors, routing)
         t = layer.target
         if t.transform == "swap_halves":
             delta = _swap_halves(delta.movedim(-1, 0)).movedim(0, -1)

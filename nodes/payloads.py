@@ -12,8 +12,8 @@ from torch import nn
 import comfy.model_management
 import comfy.model_patcher
 
-from ..styleexpert_core import ExpertTensors, StyleExpertCheckpoint, StyleProjector, build_projector
-from ..styleexpert_core.errors import InputError, ShapeMismatchError
+from ..styleexpert_core import ExpertTensors, StyleExpertCheckpoint, StyleProjector
+from ..styleexpert_core.errors import InputError
 
 
 def tensors_fingerprint(tensors: dict[str, torch.Tensor]) -> str:
@@ -65,7 +65,7 @@ class LoadedStyleExpert:
                 f"'{self.name}' has no style projector, so it cannot encode style images. Load a native "
                 "StyleExpert file that includes one, or pick the official projector file in the loader.")
         if self._projector is None:
-            self._projector = build_projector(self.checkpoint.projector, self.name).eval().requires_grad_(False)
+            self._projector = self.checkpoint.build_projector().eval().requires_grad_(False)
         return self._projector
 
     def bank(self) -> ExpertBank:
@@ -92,13 +92,8 @@ class StyleLatent:
     encoder_id: str | None = None
 
     def check_for(self, expert: LoadedStyleExpert) -> torch.Tensor:
-        config = expert.checkpoint.config
-        if config is None:
-            raise InputError(f"'{expert.name}' holds only a style projector; load a checkpoint with experts.")
-        if self.values.shape[1] != config.cond_dim:
-            raise ShapeMismatchError(
-                f"the style latent is {self.values.shape[1]}-d but '{expert.name}' routes on {config.cond_dim}-d "
-                "latents: encode the style with this checkpoint's projector.")
+        """The latents, once it is clear they come from `expert`'s own style projector; their shape and
+        values are checked by the core (check_style)."""
         if self.encoder_id and expert.encoder_id and self.encoder_id != expert.encoder_id:
             raise InputError(
                 f"this style latent was made by a different style projector than the one in '{expert.name}'; "

@@ -16,9 +16,9 @@ from comfy_api.latest import io
 from ..styleexpert_core.errors import InputError
 from ..styleexpert_core.finite import check_finite_image
 from .images import check_image_channels
+from ..styleexpert_core.reference_layout import STYLE_ROW_OFFSET
 from .sockets import CATEGORY
 
-STYLE_ROW_OFFSET = 64
 LAYOUTS = ["official", "megastyle"]
 
 

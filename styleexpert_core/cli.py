@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 
 from .errors import InputError, StyleExpertError
-from .fold import fold_checkpoint
-from .formats import load_checkpoint, load_official, read_safetensors, save_baked_lora, save_native
+from .formats import bake_style, load_checkpoint, load_official, read_safetensors, save_native
+from .style import Strengths
 
 log = logging.getLogger("styleexpert")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -40,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="safetensors file with one tensor 'style_latent' of shape [cond_dim] or [1, cond_dim]")
     s.add_argument("-o", "--output", required=True, help="LoRA file to write (.safetensors)")
     s.add_argument("--strength", type=float, default=1.0, help="multiplies the whole delta (default 1)")
+    s.add_argument("--shared-strength", type=float, default=1.0, help="weight of the shared expert (default 1)")
+    s.add_argument("--routed-strength", type=float, default=1.0, help="weight of the routed experts (default 1)")
+    s.add_argument("--double-blocks", type=float, default=1.0, help="extra factor for double-stream blocks")
+    s.add_argument("--single-blocks", type=float, default=1.0, help="extra factor for single-stream blocks")
     s.add_argument("--alignment", choices=("official", "paper"), help="override the checkpoint's score alignment")
     s.add_argument("--top-k", type=int, help="override the number of routed experts")
     s.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="tensor dtype of the LoRA file")
@@ -111,13 +115,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {out}")
     elif args.command == "bake":
         out = _check_output(args.output, args.force, (args.checkpoint, args.style_latent))
-        ckpt = load_checkpoint(args.checkpoint)
-        folded = fold_checkpoint(ckpt, read_style_latent(args.style_latent), alignment=args.alignment,
-                                 top_k=args.top_k, strength=args.strength)
-        save_baked_lora(folded, out, dtype=DTYPES[args.dtype],
-                        metadata={"styleexpert.baked_from": Path(args.checkpoint).name,
-                                  "styleexpert.strength": str(args.strength)})
-        print(f"wrote {out} ({len(folded)} layers)")
+        strengths = Strengths(args.strength, args.shared_strength, args.routed_strength, args.double_blocks,
+                              args.single_blocks)
+        layers = bake_style(load_checkpoint(args.checkpoint), read_style_latent(args.style_latent), out,
+                            name=Path(args.checkpoint).name, strengths=strengths, alignment=args.alignment,
+                            top_k=args.top_k, dtype=DTYPES[args.dtype])
+        print(f"wrote {out} ({layers} layers)")
     return 0
 
 

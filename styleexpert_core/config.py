@@ -64,6 +64,11 @@ class MoEConfig:
     def replace(self, **changes: Any) -> "MoEConfig":
         return MoEConfig(**{**asdict(self), **changes})
 
+    def with_overrides(self, alignment: str | None = None, top_k: int | None = None) -> "MoEConfig":
+        """This configuration with the user's routing overrides; None keeps the stored value."""
+        changes = {k: v for k, v in (("alignment", alignment), ("top_k", top_k)) if v is not None}
+        return self.replace(**changes)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

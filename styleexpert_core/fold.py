@@ -12,9 +12,9 @@ import torch
 
 from .config import MoEConfig
 from .errors import InputError
-from .finite import check_finite_number
 from .moe_lora import ExpertTensors
-from .routing import Routing, route_latent
+from .routing import Routing
+from .style import Strengths, check_style, route_style
 
 
 def fold_layer(tensors: ExpertTensors, routing: Routing,
@@ -34,39 +34,18 @@ def fold_layer(tensors: ExpertTensors, routing: Routing,
     return up, down
 
 
-def fold_layers(layers: dict[str, ExpertTensors], config: MoEConfig, style_latent: torch.Tensor,
-                *, dtype: torch.dtype = torch.float32, shared_strength: float = 1.0,
-                routed_strength: float = 1.0) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Fold every layer for one style latent ([cond_dim] or [1, cond_dim]), computing in `dtype`."""
-    latent = style_latent.reshape(1, -1) if style_latent.ndim == 1 else style_latent
-    if latent.shape[0] != 1:
-        raise InputError(
-            f"fold needs exactly one style latent, got {latent.shape[0]}. Blend the styles into one "
-            "latent first, or use dynamic mode for batches that mix styles."
-        )
-    folded = {}
-    for name, tensors in layers.items():
-        routing = route_latent(tensors.gate.to(dtype), latent.to(dtype=dtype, device=tensors.gate.device), config)
-        folded[name] = fold_layer(tensors, routing.scaled(shared_strength, routed_strength), dtype)
-    return folded
+def fold_layers(layers: dict[str, ExpertTensors], config: MoEConfig, latent: torch.Tensor, *,
+                strengths: Strengths = Strengths(),
+                dtype: torch.dtype = torch.float32) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Fold every layer for one checked style latent [1, cond_dim] (see check_style), computing in `dtype`."""
+    return {name: fold_layer(tensors, route_style(name, tensors.gate.to(dtype), latent, config, strengths), dtype)
+            for name, tensors in layers.items()}
 
 
-def effective_config(ckpt, alignment: str | None = None, top_k: int | None = None) -> MoEConfig:
-    """The checkpoint's MoEConfig with the user's overrides (None keeps the stored value)."""
-    if not ckpt.has_experts:
-        raise InputError("this checkpoint holds only a style projector; it has no expert layers to apply.")
-    return ckpt.config.replace(**{k: v for k, v in (("alignment", alignment), ("top_k", top_k)) if v is not None})
-
-
-def fold_checkpoint(ckpt, style_latent: torch.Tensor, *, alignment: str | None = None,
-                    top_k: int | None = None, strength: float = 1.0, shared_strength: float = 1.0,
-                    routed_strength: float = 1.0,
+def fold_checkpoint(ckpt, style_latent: torch.Tensor, *, strengths: Strengths = Strengths(),
+                    alignment: str | None = None, top_k: int | None = None,
                     dtype: torch.dtype = torch.float32) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Fold every expert layer of a StyleExpertCheckpoint for one style; strength scales `up`."""
-    for name, value in (("strength", strength), ("shared_strength", shared_strength),
-                        ("routed_strength", routed_strength)):
-        check_finite_number(value, name)
-    config = effective_config(ckpt, alignment, top_k)
-    folded = fold_layers(ckpt.layers, config, style_latent, dtype=dtype, shared_strength=shared_strength,
-                         routed_strength=routed_strength)
-    return {name: (up * strength, down) for name, (up, down) in folded.items()}
+    """Every expert layer of a StyleExpertCheckpoint folded for one style ([cond_dim] or [1, cond_dim]):
+    what Apply merges and Bake writes. alignment/top_k override the checkpoint's (None keeps them)."""
+    config, latent = check_style(ckpt, style_latent, alignment=alignment, top_k=top_k, one_style=True)
+    return fold_layers(ckpt.layers, config, latent, strengths=strengths, dtype=dtype)

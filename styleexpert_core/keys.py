@@ -95,14 +95,6 @@ class BflTarget:
     length: int | None
     transform: str | None = None  # "swap_halves" for norm_out / adaLN_modulation
 
-    @property
-    def block(self) -> tuple[str, int] | None:
-        """("double", i) / ("single", i) for block layers, None for global ones."""
-        kind, _, rest = self.module.partition("_blocks.")
-        if kind in ("double", "single"):
-            return kind, int(rest.split(".")[0])
-        return None
-
 
 def _part_slice(part: str, shape: FluxShape) -> tuple[int | None, int | None, str | None]:
     h = shape.hidden_size
@@ -141,34 +133,19 @@ def diffusers_to_bfl_params(shape: FluxShape) -> dict[str, tuple[str, BflTarget]
     return params
 
 
-def bfl_target(module: str, shape: FluxShape) -> BflTarget:
-    """Look up one diffusers module path, with an error that names what is expected."""
-    table = diffusers_to_bfl(shape)
-    if module not in table:
-        raise StyleExpertError(
-            f"'{module}' is not a Flux linear layer in diffusers naming for a model with "
-            f"{shape.depth} double and {shape.depth_single} single blocks (expected names like "
-            "'transformer_blocks.0.attn.to_q' or 'single_transformer_blocks.0.proj_mlp')."
-        )
-    return table[module]
-
-
 def attention_projection_modules(shape: FluxShape) -> list[str]:
     """Default training targets: every attention projection of double and single blocks."""
     attn = {"to_q", "to_k", "to_v", "add_q_proj", "add_k_proj", "add_v_proj", "to_out.0", "to_add_out"}
     return [m for m in diffusers_to_bfl(shape) if m.rsplit("attn.", 1)[-1] in attn and ".attn." in m]
 
 
-def infer_shape(modules: list[str], hidden_size: int, mlp_hidden: int | None = None) -> FluxShape:
-    """The smallest FluxShape that contains every module path (block counts from indices)."""
-    depth = depth_single = 0
-    for m in modules:
-        if m.startswith("transformer_blocks."):
-            depth = max(depth, int(m.split(".")[1]) + 1)
-        elif m.startswith("single_transformer_blocks."):
-            depth_single = max(depth_single, int(m.split(".")[1]) + 1)
-    ratio = mlp_hidden / hidden_size if mlp_hidden else 4.0
-    return FluxShape(hidden_size, depth, depth_single, ratio)
+def block_kind(module: str) -> str | None:
+    """"double" / "single" for a diffusers-named block layer, None for the global ones."""
+    if module.startswith("transformer_blocks."):
+        return "double"
+    if module.startswith("single_transformer_blocks."):
+        return "single"
+    return None
 
 
 def _template_pattern(template: str) -> re.Pattern[str]:

@@ -140,7 +140,7 @@ class StyleContext:
     """Holds the style latent for the next forward of every injected layer.
 
     The latent is a plain input, not recomputed state, so it survives gradient
-    checkpointing as long as it is not cleared before backward.
+    checkpointing as long as it is not replaced before backward.
     """
 
     def __init__(self, cond_dim: int) -> None:
@@ -149,9 +149,6 @@ class StyleContext:
 
     def set(self, style_latent: torch.Tensor) -> None:
         self.latent = check_style_latent(style_latent, self.cond_dim)
-
-    def clear(self) -> None:
-        self.latent = None
 
     def get(self) -> torch.Tensor:
         if self.latent is None:

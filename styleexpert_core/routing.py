@@ -40,9 +40,6 @@ class Routing:
         """The same routing with the shared and routed experts' weights multiplied."""
         return Routing(self.experts, self.expert_weights * routed, self.shared_weight * shared)
 
-    def select(self, index: int) -> "Routing":
-        return Routing(self.experts[index : index + 1], self.expert_weights[index : index + 1],
-                       self.shared_weight[index : index + 1])
 
 
 def route(logits: torch.Tensor, config: MoEConfig) -> Routing:
@@ -78,8 +75,8 @@ def check_style_latent(style_latent: torch.Tensor, cond_dim: int) -> torch.Tenso
     if latent.ndim != 2 or latent.shape[1] != cond_dim:
         raise ShapeMismatchError(
             f"style latent must have shape [{cond_dim}] or [batch, {cond_dim}], got "
-            f"{tuple(style_latent.shape)}. It must come from the style encoder this checkpoint "
-            "was trained with."
+            f"{tuple(style_latent.shape)}: the checkpoint routes on {cond_dim}-d latents. Encode the style "
+            "with the style projector the checkpoint was trained with."
         )
     if latent.shape[0] == 0:
         raise InputError("style latent batch is empty; encode at least one style image.")

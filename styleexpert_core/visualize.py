@@ -9,7 +9,7 @@ import torch
 
 from .config import MoEConfig
 from .moe_lora import ExpertTensors
-from .routing import route_latent
+from .style import Strengths, route_style
 
 
 def _block_order(name: str) -> tuple:
@@ -20,13 +20,13 @@ def _block_order(name: str) -> tuple:
 
 
 def routing_table(layers: dict[str, ExpertTensors], config: MoEConfig,
-                  style_latent: torch.Tensor) -> tuple[list[str], np.ndarray]:
-    """Layer names in block order and their gates [layers, 1 + experts]: column 0 is the shared expert."""
+                  latent: torch.Tensor) -> tuple[list[str], np.ndarray]:
+    """Layer names in block order and their gates [layers, 1 + experts] for one checked style latent
+    [1, cond_dim] (see check_style): column 0 is the shared expert."""
     names = sorted(layers, key=_block_order)
-    latent = style_latent.reshape(1, -1).float()
     rows = []
     for name in names:
-        routing = route_latent(layers[name].gate.float(), latent, config)
+        routing = route_style(name, layers[name].gate.float(), latent, config, Strengths())
         row = np.zeros(1 + config.num_experts, dtype=np.float32)
         row[0] = routing.shared_weight[0].item()
         row[1:] = routing.dense_gates(config.num_experts)[0].numpy()

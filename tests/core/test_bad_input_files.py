@@ -12,7 +12,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -67,7 +66,7 @@ def _poison(key_part: str, value: float):
     def change(tensors):
         key = next(k for k in sorted(tensors) if key_part in k)
         tensors[key] = tensors[key].clone()
-        tensors[key].view(-1)[3] = value
+        tensors[key].view(-1)[-1] = value
     return change
 
 
@@ -133,7 +132,9 @@ def test_real_pickles_are_still_named_as_such(tmp_path, protocol):
         load_checkpoint(path)
 
 
-def test_official_projector_as_checkpoint_with_another_file_as_projector_is_refused(tmp_path):
+def test_official_files_in_each_others_places_are_refused(tmp_path):
     moe, encoder, _ = official_files(tmp_path)
     with pytest.raises(CheckpointError, match="encoder.safetensors is an official style projector file"):
         load_checkpoint(encoder, moe)
+    with pytest.raises(CheckpointError, match="moe.safetensors: this is an official MoE file .*not a style projector"):
+        load_checkpoint(moe, moe)

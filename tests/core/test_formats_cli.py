@@ -4,13 +4,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from styleexpert_core import (MoEConfig, ProjectorConfig, StyleExpertCheckpoint, StyleProjector, fold_checkpoint,
-                              load_checkpoint, load_native, load_official, moe_delta, route_latent, save_native)
+from styleexpert_core import (MoEConfig, ProjectorConfig, Strengths, StyleExpertCheckpoint, StyleProjector,
+                              fold_checkpoint, load_checkpoint, load_native, load_official, moe_delta, route_latent,
+                              save_native)
 from styleexpert_core.cli import main
 from styleexpert_core.errors import CheckpointError, ShapeMismatchError, StyleExpertError
-from styleexpert_core.formats import read_baked_lora
 
-from .helpers import random_tensors, rel_err
+from .helpers import random_tensors, read_baked_lora, rel_err
 from .official_reference import official_forward
 
 PROJ = ProjectorConfig(num_tokens=16, style_tokens=2, width=32, out_dim=4)  # cond_dim 24
@@ -87,7 +87,7 @@ def test_cli_convert_inspect_and_bake(tmp_path, capsys):
     assert main(["bake", "--checkpoint", str(native), "--style-latent", str(tmp_path / "style.safetensors"),
                  "-o", str(lora), "--strength", "0.5", "--alignment", "paper"]) == 0
     baked = read_baked_lora(lora)
-    folded = fold_checkpoint(load_native(native), latent, alignment="paper", strength=0.5)
+    folded = fold_checkpoint(load_native(native), latent, alignment="paper", strengths=Strengths(total=0.5))
     assert set(baked) == set(folded)
     for m, (up, down, alpha) in baked.items():
         assert alpha == down.shape[0] == 12  # alpha / rank == 1 in any stock loader

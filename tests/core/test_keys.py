@@ -5,9 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from styleexpert_core.keys import (FluxShape, attention_projection_modules, bfl_target, diffusers_to_bfl,
-                                   diffusers_to_bfl_params, infer_shape, is_flux_linear)
-from styleexpert_core.errors import StyleExpertError
+from styleexpert_core.keys import (FluxShape, attention_projection_modules, block_kind, diffusers_to_bfl,
+                                   diffusers_to_bfl_params, is_flux_linear)
 
 SHAPES = [FluxShape(64, 2, 3), FluxShape(3072, 19, 38), FluxShape(48, 1, 1, mlp_ratio=2.0)]
 
@@ -42,21 +41,20 @@ def test_round_trip_bfl_and_back(shape):
 
 def test_real_flux_targets():
     shape = FluxShape.FLUX_DEV
-    t = bfl_target("single_transformer_blocks.37.proj_mlp", shape)
+    table = diffusers_to_bfl(shape)
+    t = table["single_transformer_blocks.37.proj_mlp"]
     assert (t.module, t.offset, t.length) == ("single_blocks.37.linear1", 9216, 12288)
-    t = bfl_target("transformer_blocks.18.attn.add_v_proj", shape)
+    t = table["transformer_blocks.18.attn.add_v_proj"]
     assert (t.module, t.offset, t.length) == ("double_blocks.18.txt_attn.qkv", 6144, 3072)
-    assert t.block == ("double", 18)
-    assert bfl_target("norm_out.linear", shape).transform == "swap_halves"
+    assert table["norm_out.linear"].transform == "swap_halves"
     assert len(attention_projection_modules(shape)) == 19 * 8 + 38 * 3
-    with pytest.raises(StyleExpertError, match="not a Flux linear"):
-        bfl_target("transformer_blocks.19.attn.to_q", shape)
+    assert "transformer_blocks.19.attn.to_q" not in table
 
 
-def test_infer_shape_from_module_names():
-    shape = infer_shape(["transformer_blocks.4.attn.to_q", "single_transformer_blocks.9.proj_out"], 64)
-    assert (shape.depth, shape.depth_single) == (5, 10)
-    assert not is_flux_linear("transformer_blocks.0.attn.to_qq")
+def test_module_names_and_block_kinds():
+    assert is_flux_linear("transformer_blocks.40.attn.to_q") and not is_flux_linear("transformer_blocks.0.attn.to_qq")
+    assert [block_kind(m) for m in ("transformer_blocks.3.ff.net.2", "single_transformer_blocks.0.proj_out",
+                                    "norm_out.linear")] == ["double", "single", None]
 
 
 def _comfy_utils():

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from styleexpert_core import fold_checkpoint, load_native
-from styleexpert_core.keys import bfl_target
+from comfy_harness.tiny_flux import flux_forward, model_transformer_options, random_conditioning, tiny_flux_patcher
+from styleexpert_core import Strengths, fold_checkpoint, load_native
+from styleexpert_core.keys import block_kind, diffusers_to_bfl
 from styleexpert_files import TINY_FLUX, write_tiny_checkpoint
-from tiny_flux import flux_forward, model_transformer_options, random_conditioning, tiny_flux_patcher
 
 pytestmark = pytest.mark.comfyui
 NODE_IDS = {"StyleExpertLoader", "StyleExpertEncodeStyle", "StyleExpertApply", "StyleExpertReferenceLatents",
@@ -92,13 +92,13 @@ def test_merge_equals_core_reference_forward(pack, expert, styles, ckpt_file):
     style = single(styles, 1)
     merged = forward(apply(pack, base, expert, style, "merge", strength=0.8, double_blocks=0.5))
     reference = tiny_flux_patcher()
-    folded = fold_checkpoint(load_native(ckpt_file), style.values, strength=0.8)
+    folded = fold_checkpoint(load_native(ckpt_file), style.values, strengths=Strengths(total=0.8))
     dm = reference.model.diffusion_model
     with torch.no_grad():
         for module, (up, down) in folded.items():
-            t = bfl_target(module, TINY_FLUX)
+            t = diffusers_to_bfl(TINY_FLUX)[module]
             w = dm.get_submodule(t.module).weight
-            factor = 0.5 if t.block[0] == "double" else 1.0
+            factor = 0.5 if block_kind(module) == "double" else 1.0
             rows = slice(t.offset, t.offset + t.length) if t.offset is not None else slice(None)
             w[rows] += factor * (up @ down)
     torch.testing.assert_close(merged, forward(reference), rtol=1e-4, atol=1e-5)
@@ -274,7 +274,7 @@ def test_bad_inputs_raise_clear_errors(pack, expert, styles, tiny_siglip, case, 
         with pytest.raises(Exception, match="different style projector"):
             apply(pack, tiny_flux_patcher(), expert, foreign)
     else:
-        with pytest.raises(Exception, match="merge mode applies one style"):
+        with pytest.raises(Exception, match="exactly one style latent"):
             apply(pack, tiny_flux_patcher(), expert, styles, "merge")
 
 
@@ -339,7 +339,7 @@ def test_loader_reads_the_official_pair(pack, comfy):
 
 def test_dynamic_sampling_with_cfg_matches_merge_per_sample(pack, expert, styles):
     """Real sampling with CFG (cond and uncond chunks in one call): sample i follows style i."""
-    from tiny_flux import flux_sample
+    from comfy_harness.tiny_flux import flux_sample
     latent = torch.zeros(2, 16, 8, 8)
     positive = random_conditioning(4)
     base = tiny_flux_patcher()

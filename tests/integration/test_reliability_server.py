@@ -14,10 +14,10 @@ import time
 
 import pytest
 
-from comfy_server import PromptFailed, output_text
+from comfy_harness.server import PromptFailed, output_text
+from comfy_harness.tiny_model_files import TINY_VAE_NAME
+from comfy_harness.workflow_api import TINY_FLUX_INPUTS
 from styleexpert_files import write_tiny_checkpoint
-from tiny_model_files import TINY_VAE_NAME
-from workflow_api import TINY_FLUX_INPUTS
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.bad_input]
 CHECKPOINT = "styleexpert.safetensors"
@@ -141,9 +141,9 @@ def test_checkpoint_shortened_between_runs_keeping_its_mtime_is_reloaded_and_ref
 
 
 @pytest.mark.parametrize("field,value,expected", [
-    ("strength", float("nan"), "strength 'total' is nan"),
-    ("routed_strength", float("inf"), "strength 'routed' is inf"),
-    ("single_blocks", float("-inf"), "strength 'single_blocks' is -inf"),
+    ("strength", float("nan"), "strength is nan; it must be a finite number"),
+    ("routed_strength", float("inf"), "routed_strength is inf"),
+    ("single_blocks", float("-inf"), "single_blocks is -inf"),
     ("mode", "bogus", "mode must be one of ['merge', 'dynamic'], got 'bogus'"),
 ])
 def test_apply_refuses_non_finite_strengths_and_unknown_modes(server, field, value, expected):

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from comfy_harness.tiny_flux import tiny_flux_patcher
 from styleexpert_core import MoEConfig, inject_moe
 from test_nodes_inprocess import forward, run
-from tiny_flux import tiny_flux_patcher
 
 pytestmark = pytest.mark.comfyui
 

@@ -1,0 +1,122 @@
+"""StyleExpertMetrics: scores for stylised outputs, and the annotated side-by-side sheet it shows."""
+
+from __future__ import annotations
+
+import folder_paths
+import numpy as np
+import torch
+from comfy_api.latest import io, ui
+from PIL import Image, ImageDraw
+
+from ..styleexpert_core.errors import InputError
+from ..styleexpert_core.formats import read_tensor_file
+from ..styleexpert_core.metrics import (aesthetic_mlp_from_state_dict, aesthetic_scores, content_fidelity,
+                                        style_similarity)
+from .encode import image_features
+from .loader import NONE
+from .model_folder import FOLDER
+from .payloads import LoadedStyleExpert
+from .sockets import CATEGORY, StyleExpert
+
+THUMB = 192
+
+
+def _thumb(image: torch.Tensor) -> Image.Image:
+    arr = (image[..., :3].detach().clamp(0, 1).cpu().numpy() * 255).astype(np.uint8)
+    pil = Image.fromarray(arr)
+    pil.thumbnail((THUMB, THUMB))
+    canvas = Image.new("RGB", (THUMB, THUMB), (32, 32, 32))
+    canvas.paste(pil, ((THUMB - pil.width) // 2, (THUMB - pil.height) // 2))
+    return canvas
+
+
+def metrics_sheet(outputs: torch.Tensor, style: torch.Tensor, content: torch.Tensor | None,
+                  style_scores: torch.Tensor, content_scores: torch.Tensor | None) -> torch.Tensor:
+    """An IMAGE [1, H, W, 3] with one row per output: [content] | style | output, with the scores
+    written under the output."""
+    columns = (["content"] if content is not None else []) + ["style", "output"]
+    label_h = 36
+    sheet = Image.new("RGB", (THUMB * len(columns), (THUMB + label_h) * outputs.shape[0]), (20, 20, 20))
+    draw = ImageDraw.Draw(sheet)
+    for row in range(outputs.shape[0]):
+        y = row * (THUMB + label_h)
+        tiles = ([content[min(row, content.shape[0] - 1)]] if content is not None else []) + \
+                [style[min(row, style.shape[0] - 1)], outputs[row]]
+        for col, (name, tile) in enumerate(zip(columns, tiles)):
+            sheet.paste(_thumb(tile), (col * THUMB, y))
+            draw.text((col * THUMB + 4, y + THUMB + 2), name, fill=(200, 200, 200))
+        text = f"style {float(style_scores[row]):.3f}"
+        if content_scores is not None:
+            text += f"  content {float(content_scores[row]):.3f}"
+        draw.text(((len(columns) - 1) * THUMB + 4, y + THUMB + 18), text, fill=(250, 230, 80))
+    return torch.from_numpy(np.asarray(sheet, dtype=np.float32) / 255.0)[None]
+
+
+class StyleExpertMetrics(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="StyleExpertMetrics",
+            display_name="StyleExpert Metrics",
+            category=CATEGORY,
+            description="Scores stylised outputs: style similarity to the style image(s) in the StyleExpert "
+                        "encoder space, and content fidelity to the content image (SigLIP embedding cosine). "
+                        "Shows an annotated side-by-side sheet.",
+            inputs=[
+                StyleExpert.Input("styleexpert"),
+                io.ClipVision.Input("clip_vision"),
+                io.Image.Input("output"),
+                io.Image.Input("style"),
+                io.Image.Input("content", optional=True),
+                io.ClipVision.Input("aesthetic_clip_vision", optional=True,
+                                    tooltip="CLIP ViT-L/14 for the aesthetic predictor (optional extra scorer)."),
+                io.Combo.Input("aesthetic_predictor", options=[NONE, *folder_paths.get_filename_list(FOLDER)],
+                               default=NONE, optional=True,
+                               tooltip="A LAION-style aesthetic MLP (layers.<i>.weight/bias) in models/styleexpert."),
+            ],
+            outputs=[io.Float.Output(display_name="style_similarity"),
+                     io.Float.Output(display_name="content_fidelity"),
+                     io.Image.Output(display_name="sheet"),
+                     io.Float.Output(display_name="aesthetic")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, styleexpert: LoadedStyleExpert, clip_vision, output: torch.Tensor, style: torch.Tensor,
+                content: torch.Tensor | None = None, aesthetic_clip_vision=None,
+                aesthetic_predictor: str = NONE) -> io.NodeOutput:
+        empty = "an image input is empty; connect at least one image."
+        out_style, out_pooled = image_features(styleexpert, clip_vision, output, empty)
+        ref_style, _ = image_features(styleexpert, clip_vision, style, empty)
+        style_scores = style_similarity(out_style, ref_style.mean(0, keepdim=True).expand_as(out_style))
+        content_scores = None
+        if content is not None:
+            _, content_pooled = image_features(styleexpert, clip_vision, content, empty)
+            if content_pooled.shape[0] not in (1, out_pooled.shape[0]):
+                raise InputError(f"{content_pooled.shape[0]} content images for {out_pooled.shape[0]} outputs; "
+                                 "give one content image, or one per output.")
+            content_scores = content_fidelity(out_pooled, content_pooled.expand_as(out_pooled))
+        sheet = metrics_sheet(output, style, content, style_scores, content_scores)
+        s = float(style_scores.mean())
+        c = float(content_scores.mean()) if content_scores is not None else 0.0
+        text = f"style similarity {s:.3f}" + (f", content fidelity {c:.3f}" if content_scores is not None else "")
+        a = 0.0
+        if aesthetic_predictor != NONE:
+            a = float(aesthetic_score(aesthetic_clip_vision, aesthetic_predictor, output).mean())
+            text += f", aesthetic {a:.2f}"
+        return io.NodeOutput(s, c, sheet, a, ui={**ui.PreviewImage(sheet, cls=cls).as_dict(),
+                                                **ui.PreviewText(text).as_dict()})
+
+
+def aesthetic_score(clip_vision, predictor_name: str, images: torch.Tensor) -> torch.Tensor:
+    """Per-image aesthetic scores: the MLP over the (pooled) image embeddings of `clip_vision`."""
+    if clip_vision is None:
+        raise InputError("the aesthetic predictor needs its CLIP vision model (CLIP ViT-L/14): connect "
+                         "aesthetic_clip_vision, or set aesthetic_predictor to (none).")
+    path = folder_paths.get_full_path_or_raise(FOLDER, predictor_name)
+    mlp = aesthetic_mlp_from_state_dict(read_tensor_file(path), predictor_name)
+    with torch.inference_mode():
+        embeds = clip_vision.encode_image(images, crop=True)["image_embeds"].float().cpu()
+    if embeds.ndim == 3:  # SigLIP-style towers return token embeddings: pool them
+        embeds = embeds.mean(dim=1)
+    return aesthetic_scores(mlp, embeds)

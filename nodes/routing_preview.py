@@ -1,0 +1,48 @@
+"""StyleExpertRoutingPreview: which experts each layer picks for a style, as a heatmap and as text."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from comfy_api.latest import io, ui
+
+from ..styleexpert_core import check_style
+from ..styleexpert_core.errors import InputError
+from ..styleexpert_core.visualize import heatmap, routing_summary, routing_table
+from .apply import KEEP, overrides
+from .payloads import LoadedStyleExpert, StyleLatent
+from .sockets import CATEGORY, StyleExpert, StyleLatentSocket
+
+
+class StyleExpertRoutingPreview(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="StyleExpertRoutingPreview",
+            display_name="StyleExpert Routing Preview",
+            category=CATEGORY,
+            description="Shows which experts each layer picks for a style: a heatmap (rows = layers in block "
+                        "order, first column = shared expert) and the picks as text.",
+            inputs=[
+                StyleExpert.Input("styleexpert"),
+                StyleLatentSocket.Input("style"),
+                io.Int.Input("index", default=0, min=0, max=4096, tooltip="Which latent of a batch to show."),
+                io.Int.Input("top_k", default=0, min=0, max=64, tooltip="0 keeps the checkpoint's value."),
+                io.Combo.Input("alignment", options=[KEEP, "official", "paper"], default=KEEP),
+            ],
+            outputs=[io.Image.Output(display_name="heatmap"), io.String.Output(display_name="routing")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, styleexpert: LoadedStyleExpert, style: StyleLatent, index: int = 0, top_k: int = 0,
+                alignment: str = KEEP) -> io.NodeOutput:
+        config, latents = check_style(styleexpert.checkpoint, style.check_for(styleexpert),
+                                      **overrides(top_k, alignment))
+        if index >= latents.shape[0]:
+            raise InputError(f"index {index} is out of range: the style input holds {latents.shape[0]} latent(s).")
+        names, gates = routing_table(styleexpert.checkpoint.layers, config, latents[index:index + 1])
+        image = torch.from_numpy(heatmap(gates).astype(np.float32) / 255.0)[None]
+        text = routing_summary(names, gates)
+        return io.NodeOutput(image, text, ui={**ui.PreviewImage(image, cls=cls).as_dict(),
+                                               **ui.PreviewText(text.split("\n", 1)[0]).as_dict()})
