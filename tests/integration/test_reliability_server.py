@@ -13,6 +13,7 @@ import shutil
 import time
 
 import pytest
+import torch
 
 from comfy_harness.server import PromptFailed, output_text
 from comfy_harness.tiny_model_files import TINY_VAE_NAME
@@ -142,8 +143,8 @@ def test_checkpoint_shortened_between_runs_keeping_its_mtime_is_reloaded_and_ref
 
 @pytest.mark.parametrize("field,value,expected", [
     ("strength", float("nan"), "strength is nan; it must be a finite number"),
-    ("routed_strength", float("inf"), "routed_strength is inf"),
-    ("single_blocks", float("-inf"), "single_blocks is -inf"),
+    ("routed_strength", float("nan"), "routed_strength is nan"),  # ComfyUI itself rejects +-Inf (min/max)
+    ("single_blocks", float("nan"), "single_blocks is nan"),
     ("mode", "bogus", "mode must be one of ['merge', 'dynamic'], got 'bogus'"),
 ])
 def test_apply_refuses_non_finite_strengths_and_unknown_modes(server, field, value, expected):
@@ -234,3 +235,77 @@ def test_bake_never_touches_an_unrelated_file_named_like_its_temp_file(server):
     assert unrelated.read_bytes() == b"someone else's data"
     assert (loras_folder(server) / "kept.safetensors").is_file()
     assert sorted(os.listdir(loras_folder(server))) == ["kept.safetensors", "kept.safetensors.tmp"]
+
+
+# -- item 3 and 6: bad checkpoint files through the loader ---------------------------------------------
+
+
+def _rewrite(source, target, change=None, metadata=None):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(source), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    if change:
+        change(tensors)
+    save_file(tensors, str(target), metadata={**meta, **(metadata or {})})
+
+
+def _poison(part, value):
+    def change(tensors):
+        key = next(k for k in sorted(tensors) if part in k)
+        tensors[key] = tensors[key].clone()
+        tensors[key].view(-1)[-1] = value
+    return change
+
+
+def write_bad_file(server, case: str) -> str:
+    good = styleexpert_path(server, CHECKPOINT)
+    name = f"bad_{case}.safetensors"
+    bad = styleexpert_path(server, name)
+    projector_layers = {"num_tokens": 16, "style_tokens": 2, "width": 32, "out_dim": 8}
+    if case in ("nan_expert", "inf_router", "nan_projector"):
+        part, value = {"nan_expert": (".B", float("nan")), "inf_router": (".gate", float("inf")),
+                       "nan_projector": ("projector.", float("nan"))}[case]
+        _rewrite(good, bad, _poison(part, value))
+    elif case == "moe_metadata_5":
+        _rewrite(good, bad, metadata={"styleexpert.moe": "5"})
+    elif case in ("projector_layers_abc", "projector_layers_null"):
+        layers = "abc" if case.endswith("abc") else None
+        _rewrite(good, bad, metadata={"styleexpert.projector": json.dumps({**projector_layers, "layers": layers})})
+    elif case == "no_tensors":
+        from safetensors.torch import save_file
+        save_file({}, str(bad), metadata={"format": "styleexpert", "styleexpert.version": "1"})
+    elif case == "garbage_0x80":
+        bad.write_bytes(b"\x80" + bytes(range(256)) * 4)
+    return name
+
+
+@pytest.mark.parametrize("case,expected", [
+    ("nan_expert", "contains NaN or Inf values"),
+    ("inf_router", "contains NaN or Inf values"),
+    ("nan_projector", "contains NaN or Inf values"),
+    ("moe_metadata_5", "metadata 'styleexpert.moe' is not a valid MoEConfig"),
+    ("projector_layers_abc", "metadata 'styleexpert.projector' is not a valid ProjectorConfig"),
+    ("projector_layers_null", "metadata 'styleexpert.projector' is not a valid ProjectorConfig"),
+    ("no_tensors", "holds neither expert layers nor a style projector"),
+    ("garbage_0x80", "not a readable .safetensors file"),
+])
+def test_bad_checkpoint_files_are_refused_by_name(server, case, expected):
+    name = write_bad_file(server, case)
+    prompt = {"1": node("StyleExpertLoader", ckpt_name=name), "2": node("StyleExpertTestInspect", value=["1", 0])}
+    message = run_failing(server, prompt, expected)
+    assert name in message
+    assert "pickle" not in message
+
+
+def test_official_moe_file_picked_as_the_projector_is_refused_at_load(server):
+    from safetensors.torch import save_file
+    moe = styleexpert_path(server, "official_moe.safetensors")
+    save_file({f"transformer_blocks.0.attn.to_q.lora_layer.{k}": torch.zeros(shape) for k, shape in (
+        ("loraA", (4, 4, 64)), ("loraB", (4, 64, 4)), ("shared_A", (1, 4, 64)), ("shared_B", (1, 64, 4)),
+        ("cond_gate.weight", (4, 48)))}, str(moe))
+    prompt = {"1": node("StyleExpertLoader", ckpt_name=moe.name, projector_name=moe.name),
+              "2": node("StyleExpertTestInspect", value=["1", 0])}
+    run_failing(server, prompt, "official_moe.safetensors: this is an official MoE file (expert layers), not a "
+                                "style projector file")
