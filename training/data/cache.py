@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,10 +36,11 @@ from tqdm.auto import tqdm
 
 from styleexpert_core.errors import InputError
 
-from ..backbones import LatentEncoder, ProjectedStyle, StyleHiddenEncoder, StyleTextEncoder, TextEncoder
+from .backbones import LatentEncoder, ProjectedStyle, StyleHiddenEncoder, StyleTextEncoder, TextEncoder
 from .buckets import assign_bucket, bucket_table
+from .files import atomic_save
 from .images import image_size, load_batch, load_square
-from .manifest import Triplet, style_images
+from .triplets import Triplet, style_images
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
@@ -104,10 +104,8 @@ def write_sharded(out_dir: str | Path, kind: str, items: list[dict], encode: Enc
                     keep = torch.float32 if field in fp32_fields else dtype
                     tensors[f"{first + start + j}.{field}"] = value.to(keep).contiguous()
             bar.update(len(batch))
-        path = _shard_path(out_dir, shard)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(tmp), metadata={"fingerprint": fp})
-        os.replace(tmp, path)
+        atomic_save(_shard_path(out_dir, shard),
+                    lambda tmp: save_file(tensors, str(tmp), metadata={"fingerprint": fp}))
     bar.close()
     return out_dir
 
@@ -120,7 +118,7 @@ class CacheReader:
         index_path = self.dir / INDEX
         if not index_path.is_file():
             raise InputError(f"{self.dir} is not a feature cache (no {INDEX}); run the caching pass first "
-                             "(python -m training.cache --help).")
+                             "(python -m training.stage1.cache or python -m training.stage2.cache).")
         self.index = json.loads(index_path.read_text())
         if kind and self.index.get("kind") != kind:
             raise InputError(f"{self.dir} is a '{self.index.get('kind')}' cache, expected '{kind}'.")
@@ -144,9 +142,6 @@ class CacheReader:
 
     def stack(self, indices, field: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return torch.stack([self.get(int(i), field) for i in indices]).to(dtype)
-
-    def has_field(self, field: str) -> bool:
-        return field in self.index.get("fields", [])
 
     def text(self) -> dict[str, torch.Tensor]:
         path = self.dir / TEXT_FILE
