@@ -153,3 +153,20 @@ def test_stage2_cache_builds_the_projector_from_its_stored_layer_order(tiny, tmp
         hidden = siglip.model(pixel_values=(images - 0.5) / 0.5, output_hidden_states=True).hidden_states
         expected = projector(tuple(hidden))  # the projector picks its own layers, in its own order
     torch.testing.assert_close(style.encode_style_latent(images), expected)
+
+
+def test_atomic_save_replaces_whole_files_and_cleans_up_on_failure(tmp_path):
+    from training.data.files import atomic_save, read_jsonl, write_jsonl
+
+    path = tmp_path / "sub" / "rows.jsonl"
+    assert write_jsonl(path, [{"a": 1}, {"b": "é"}]) == 2
+    assert read_jsonl(path) == [(1, {"a": 1}), (2, {"b": "é"})]
+
+    def fail(tmp):
+        tmp.write_text("half a file")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_save(path, fail)
+    assert read_jsonl(path) == [(1, {"a": 1}), (2, {"b": "é"})]  # the old file is untouched
+    assert sorted(p.name for p in path.parent.iterdir()) == ["rows.jsonl"]  # no temporary file left

@@ -14,9 +14,9 @@ Two caches, one layout:
   latent of the reference through the *frozen* stage-1 projector, and the Flux text
   embeddings of each unique prompt.
 
-Resumable: a shard that is already on disk with the same fingerprint is skipped, shards are
-written to a temporary name and renamed, and a cache whose fingerprint differs (other
-manifest, models or settings) is refused instead of being mixed.
+Resumable: a shard that is already on disk with the same fingerprint is skipped, shards and
+text files are written whole or not at all (``files.atomic_save``), and a cache whose
+fingerprint differs (other manifest, models or settings) is refused instead of being mixed.
 """
 
 from __future__ import annotations
@@ -178,7 +178,8 @@ def cache_style_hidden(triplets: list[Triplet], siglip: StyleHiddenEncoder, out_
     if style_text is not None and not _shard_done(out / TEXT_FILE, fp):
         emb = torch.cat([style_text.encode_style_text(prompts[i:i + batch_size])
                          for i in range(0, len(prompts), batch_size)])
-        save_file({"style_text": emb.float().contiguous()}, str(out / TEXT_FILE), metadata={"fingerprint": fp})
+        tensors = {"style_text": emb.float().contiguous()}
+        atomic_save(out / TEXT_FILE, lambda tmp: save_file(tensors, str(tmp), metadata={"fingerprint": fp}))
     return out
 
 
@@ -239,6 +240,6 @@ def cache_triplets(triplets: list[Triplet], vae: LatentEncoder, text: TextEncode
             emb = text.encode_text(prompts[i:i + batch_size])
             seqs.append(emb.seq)
             pooled.append(emb.pooled)
-        save_file({"seq": torch.cat(seqs).to(dtype).contiguous(), "pooled": torch.cat(pooled).to(dtype).contiguous()},
-                  str(out / TEXT_FILE), metadata={"fingerprint": fp})
+        tensors = {"seq": torch.cat(seqs).to(dtype).contiguous(), "pooled": torch.cat(pooled).to(dtype).contiguous()}
+        atomic_save(out / TEXT_FILE, lambda tmp: save_file(tensors, str(tmp), metadata={"fingerprint": fp}))
     return out
