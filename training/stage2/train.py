@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 
 from styleexpert_core.config import ALIGNMENTS, MoEConfig
 from styleexpert_core.formats import load_checkpoint
-from styleexpert_core.moe_lora import inject_moe
+from styleexpert_core.moe_lora import StyleContext, inject_moe
 
 from ..checkpoints import (MetricsLog, experts_from_state_dict, export_experts, load_projector_checkpoint,
                            load_state, save_state)
@@ -129,7 +129,7 @@ class Stage2Run:
     optimizer: torch.optim.Optimizer
     loader: DataLoader
     val_data: TripletCache | None
-    context: object  # the core StyleContext the routers read the style latent from
+    context: StyleContext  # the routers read the style latent from it
     moe_config: MoEConfig
     targets: list[str]
     trainable: list[torch.nn.Parameter]
