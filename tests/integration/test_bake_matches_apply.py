@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from comfy_harness.tiny_flux import flux_forward, random_conditioning, tiny_flux_patcher
 from styleexpert_files import write_tiny_checkpoint
-from tiny_flux import flux_forward, random_conditioning, tiny_flux_patcher
 
 pytestmark = pytest.mark.comfyui
 STRENGTHS = {"strength": 0.9, "shared_strength": 0.6, "routed_strength": 1.4, "double_blocks": 0.5,

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from comfy_harness.tiny_flux import flux_forward, model_transformer_options, random_conditioning, tiny_flux_patcher
 from styleexpert_core import Strengths, fold_checkpoint, load_native
 from styleexpert_core.keys import block_kind, diffusers_to_bfl
 from styleexpert_files import TINY_FLUX, write_tiny_checkpoint
-from tiny_flux import flux_forward, model_transformer_options, random_conditioning, tiny_flux_patcher
 
 pytestmark = pytest.mark.comfyui
 NODE_IDS = {"StyleExpertLoader", "StyleExpertEncodeStyle", "StyleExpertApply", "StyleExpertReferenceLatents",
@@ -339,7 +339,7 @@ def test_loader_reads_the_official_pair(pack, comfy):
 
 def test_dynamic_sampling_with_cfg_matches_merge_per_sample(pack, expert, styles):
     """Real sampling with CFG (cond and uncond chunks in one call): sample i follows style i."""
-    from tiny_flux import flux_sample
+    from comfy_harness.tiny_flux import flux_sample
     latent = torch.zeros(2, 16, 8, 8)
     positive = random_conditioning(4)
     base = tiny_flux_patcher()

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.comfyui
 def hf_twin(tiny_siglip):
     """A transformers SiglipVisionModel carrying the tiny ComfyUI SigLIP's weights."""
     from transformers import SiglipVisionConfig, SiglipVisionModel
-    from tiny_siglip import SiglipShape
+    from comfy_harness.tiny_siglip import SiglipShape
     shape = SiglipShape()
     config = SiglipVisionConfig(hidden_size=shape.hidden_size, intermediate_size=shape.intermediate_size,
                                 num_hidden_layers=shape.num_hidden_layers, num_attention_heads=shape.num_attention_heads,

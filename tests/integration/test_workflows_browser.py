@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from frontend_browser import dump_report
+from comfy_harness.frontend_browser import dump_report
+from comfy_harness.workflow_api import strip_meta, ui_to_api
 from styleexpert_files import write_example_images
-from workflow_api import strip_meta, ui_to_api
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.browser, pytest.mark.slow]
 WORKFLOWS = sorted((Path(__file__).resolve().parents[2] / "workflows").glob("*.json"))

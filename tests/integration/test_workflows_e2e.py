@@ -16,12 +16,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from comfy_harness.server import PromptFailed
+from comfy_harness.tiny_model_files import SIGLIP_NAME, TINY_VAE_NAME
+from comfy_harness.workflow_api import (api_node, nodes_of_type, replace_nodes, set_inputs, substitute_diffusion_model,
+                                        substitute_text_encoders, ui_to_api)
 from styleexpert_core import ProjectorConfig, fold_checkpoint, save_baked_lora
 from styleexpert_files import tiny_checkpoint, write_example_images, write_tiny_checkpoint
-from comfy_server import PromptFailed
-from tiny_model_files import SIGLIP_NAME, TINY_VAE_NAME
-from workflow_api import (api_node, nodes_of_type, replace_nodes, set_inputs, substitute_diffusion_model,
-                          substitute_text_encoders, ui_to_api)
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
 WORKFLOWS = sorted((Path(__file__).resolve().parents[2] / "workflows").glob("*.json"))
@@ -128,7 +128,7 @@ def test_bad_files_show_a_clear_error_and_the_server_keeps_serving(server, case,
 
 
 def test_missing_file_is_rejected_before_running(server):
-    from comfy_server import PromptRejected
+    from comfy_harness.server import PromptRejected
     info = server.object_info()
     with pytest.raises(PromptRejected, match="not in models/styleexpert"):
         server.post_prompt(_loader_prompt(info, "absent.safetensors"))

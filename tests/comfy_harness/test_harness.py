@@ -1,4 +1,4 @@
-"""Tests of the integration harness itself: in-process ComfyUI, tiny models, server, workflow conversion, browser."""
+"""Tests of the harness itself: in-process ComfyUI, tiny models, server, workflow conversion, browser."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ import time
 from pathlib import Path
 
 import pytest
-import tiny_model_files
 import torch
-from comfy_harness import PackImportError
-from comfy_server import CustomNodeImportError, PromptFailed, PromptRejected, inspected
-from frontend_browser import dump_report
-from tiny_flux import flux_forward, flux_sample, random_conditioning, tiny_flux_patcher
-from tiny_siglip import SiglipShape, tiny_siglip_model
-from workflow_api import (
+
+from comfy_harness import tiny_model_files
+from comfy_harness.frontend_browser import dump_report
+from comfy_harness.in_process import PackImportError
+from comfy_harness.server import CustomNodeImportError, PromptFailed, PromptRejected, inspected
+from comfy_harness.tiny_flux import flux_forward, flux_sample, random_conditioning, tiny_flux_patcher
+from comfy_harness.tiny_siglip import SiglipShape, tiny_siglip_model
+from comfy_harness.workflow_api import (
     TINY_FLUX_INPUTS,
     WorkflowConversionError,
     api_node,

@@ -101,7 +101,7 @@ def write_flux_unet_file(
 
     Same initialisation rule as tiny_flux.init_weights_deterministically_."""
     import safetensors.torch
-    from tiny_flux import build_flux_base_model, deterministic_parameter_values, flux_dev_width_shape
+    from .tiny_flux import build_flux_base_model, deterministic_parameter_values, flux_dev_width_shape
 
     with torch.device("meta"):
         skeleton = build_flux_base_model(flux_dev_width_shape(depth, depth_single_blocks), torch.float32, "meta")
@@ -132,7 +132,7 @@ def write_tiny_flux_vae_file(path: Path, *, seed: int = 0, latent_channels: int 
 def write_siglip_file(path: Path, *, seed: int = 0) -> None:
     """so400m-shaped SigLIP vision tower that CLIPVisionLoader recognises, random fp16 weights."""
     import safetensors.torch
-    from tiny_siglip import SO400M, siglip_state_dict
+    from .tiny_siglip import SO400M, siglip_state_dict
 
     safetensors.torch.save_file(
         siglip_state_dict(SO400M, seed), str(path), metadata={"styleexpert_test": "random weights"}

@@ -16,7 +16,7 @@ CATEGORY = "StyleExpert/testing"
 
 
 def _harness_module(name: str):
-    """Load tests/integration/<name>.py, which sits next to this pack in the repository.
+    """Load tests/comfy_harness/<name>.py, which sits next to this pack in the repository.
 
     The pack is symlinked into custom_nodes, so resolve() finds the repository copy; the module
     gets a private name so it never clashes with the harness's own import in the test process.

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from base_directory import prepare_base_directory
+from .base_directory import prepare_base_directory
 
 log = logging.getLogger(__name__)
 
