@@ -20,11 +20,13 @@ def test_tiny_run_prints_one_row_per_variant(comfyui_checkout):
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
-    header = next(i for i, line in enumerate(lines) if line.startswith("| variant |"))
-    rows = {line.split("|")[1].strip(): line for line in lines[header + 2:] if line.startswith("| ")}
+    header = lines.index(next(line for line in lines if line.startswith("| variant | apply |")))
+    body = lines[header + 2:header + 6]
+    rows = {line.split("|")[1].strip(): line for line in body}
     assert list(rows) == ["unpatched", "merge", "dynamic", "lora-24"]
+    assert "model calls interleaved call by call" in done.stdout  # the --tiny run includes that table
     assert "cpu fp32" in done.stdout and "load average" in done.stdout
     cells = {name: [c.strip() for c in row.split("|")[2:-1]] for name, row in rows.items()}
-    assert cells["unpatched"][6].startswith("x1.00")  # step / unpatched
-    assert float(cells["merge"][7]) > 0 and float(cells["lora-24"][7]) > 0  # ComfyUI backed up the patched weights
-    assert float(cells["dynamic"][7]) == 0  # dynamic mode leaves the weights alone
+    assert cells["unpatched"][5].startswith("x1.00")  # step / unpatched
+    assert float(cells["merge"][6]) > 0 and float(cells["lora-24"][6]) > 0  # ComfyUI backed up the patched weights
+    assert float(cells["dynamic"][6]) == 0  # dynamic mode leaves the weights alone

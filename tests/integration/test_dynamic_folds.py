@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from comfy_harness.tiny_flux import flux_forward, random_conditioning, tiny_flux_patcher
 from styleexpert_core import ExpertTensors, MoEConfig, StyleExpertCheckpoint, save_native
 from styleexpert_core.keys import block_linear_features, diffusers_to_bfl
 from styleexpert_files import TINY_FLUX
-from tiny_flux import flux_forward, random_conditioning, tiny_flux_patcher
 
 pytestmark = pytest.mark.comfyui
 STRENGTHS = {"strength": 0.8, "shared_strength": 0.7, "routed_strength": 1.3, "double_blocks": 0.6,
