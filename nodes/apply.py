@@ -12,6 +12,14 @@ from .sockets import CATEGORY, StyleExpert, StyleLatentSocket
 
 KEEP = "from checkpoint"
 MODES = ["merge", "dynamic"]
+MODE_TOOLTIP = (
+    "merge: the style becomes ordinary LoRA patches. No cost per step, but when sampling starts ComfyUI "
+    "rewrites every touched weight and keeps a backup copy of each (for every attention projection of "
+    "FLUX.1: 3.9 G parameters, 7.9 GB in bf16, in RAM), and redoes that whenever the style changes; "
+    "patching fp8 weights is slower still. "
+    "dynamic: nothing is patched or backed up, so applying and changing styles are instant; each step adds "
+    "the low-rank products (on the CPU benchmark about what a rank-24 LoRA hook costs at the same layers, "
+    "see docs/BENCHMARKS.md), and each sample of a batch may have its own style.")
 
 
 def strength_input(name: str, tooltip: str, optional: bool = False) -> io.Float.Input:
@@ -60,13 +68,15 @@ class StyleExpertApply(io.ComfyNode):
             display_name="Apply StyleExpert",
             category=CATEGORY,
             description="Adds the StyleExpert experts routed by a style latent to a FLUX.1 Kontext MODEL. "
-                        "merge: one LoRA-style patch per style (no per-step cost; fp8/lowvram/other LoRAs work). "
-                        "dynamic: routes each sample by its own latent at forward time (batches mixing styles).",
+                        "merge: one LoRA-style patch per style (no per-step cost; ComfyUI patches and backs up "
+                        "the touched weights when sampling starts; fp8/lowvram/other LoRAs work). "
+                        "dynamic: instant apply, no weight backups, a small per-step cost; each sample may be "
+                        "routed by its own latent (batches mixing styles).",
             inputs=[
                 io.Model.Input("model"),
                 StyleExpert.Input("styleexpert"),
                 StyleLatentSocket.Input("style"),
-                io.Combo.Input("mode", options=MODES, default="merge"),
+                io.Combo.Input("mode", options=MODES, default="merge", tooltip=MODE_TOOLTIP),
                 strength_input("strength", "Multiplies the whole style delta."),
                 *strength_inputs(),
                 *routing_inputs(),

@@ -3,23 +3,24 @@
 Merge: for one style every layer's MoE is one rank-(k+1)r delta (core fold), added as ComfyUI
 LoRA patches (with fused-slice offsets) on a clone, so bf16/fp8/lowvram and other LoRAs work.
 Dynamic: a DIFFUSION_MODEL wrapper registers forward hooks for the duration of one model call;
-each hook adds the routed delta of its sample's own style into the output slice of the layer.
+each hook adds the delta of its sample's own style, folded once per style (dynamic_hooks), into
+the output slices of its module.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-
 import torch
 
 import comfy.patcher_extension
 import comfy.utils
 from comfy.weight_adapter import LoRAAdapter
 
-from ..styleexpert_core import FluxShape, MoEConfig, Strengths, moe_delta, route_style
+from ..styleexpert_core import FluxShape, MoEConfig, Strengths
 from ..styleexpert_core.errors import InputError, ShapeMismatchError
 from ..styleexpert_core.keys import BflTarget, diffusers_to_bfl
+from .dynamic_hooks import StyleFolds, group_by_module, swap_halves
 from .payloads import LoadedStyleExpert
 
 WRAPPER_KEY = "styleexpert"
@@ -69,17 +70,12 @@ def resolve_targets(model, expert: LoadedStyleExpert) -> list[LayerTarget]:
     return targets
 
 
-def _swap_halves(delta: torch.Tensor) -> torch.Tensor:
-    first, second = delta.chunk(2, dim=0)
-    return torch.cat([second, first], dim=0)
-
-
 def _patch_key(layer: LayerTarget):
     t = layer.target
     if t.offset is not None:
         return (layer.weight_key, (0, t.offset, t.length))
     if t.transform == "swap_halves":
-        return (layer.weight_key, None, _swap_halves)
+        return (layer.weight_key, None, swap_halves)
     return layer.weight_key
 
 
@@ -96,17 +92,16 @@ def merge_into(model, expert: LoadedStyleExpert, folded: dict[str, tuple[torch.T
     return patched
 
 
-def per_sample_latents(latents: torch.Tensor, batch: int, chunks: int) -> torch.Tensor:
-    """Latent per sample of a model call: sample i of each cond/uncond chunk gets latents[i % N]."""
-    n = latents.shape[0]
+def per_sample_styles(n: int, batch: int, chunks: int) -> tuple[int, ...]:
+    """Style index per sample of a model call: sample i of each cond/uncond chunk gets style i % n."""
     if n == 1:
-        return latents
+        return (0,) * batch
     per_chunk = batch // max(chunks, 1)
     if per_chunk % n != 0:
         raise InputError(
             f"{n} style latents cannot be spread over a batch of {per_chunk}: use a batch size that is a "
             f"multiple of {n} (sample i gets style i mod {n}).")
-    return latents.repeat(batch // n, 1)
+    return tuple(i % n for i in range(batch))
 
 
 class DynamicStyleWrapper:
@@ -114,11 +109,8 @@ class DynamicStyleWrapper:
 
     def __init__(self, bank, layers: list[LayerTarget], config: MoEConfig, latents: torch.Tensor,
                  strengths: Strengths) -> None:
-        self.bank = bank
-        self.layers = layers
-        self.config = config
-        self.latents = latents
-        self.strengths = strengths
+        self.groups = group_by_module(layers)
+        self.folds = StyleFolds(bank, self.groups, config, latents, strengths)
 
     def __deepcopy__(self, memo):  # model_options are deep-copied on clone; experts must not be
         return self
@@ -129,29 +121,23 @@ class DynamicStyleWrapper:
         # (comfy/ldm/flux/model.py); cond_or_uncond tells how many cond/uncond chunks x holds.
         options = {} if transformer_options is None else transformer_options
         chunks = len(options.get("cond_or_uncond", [0]))
-        latents = per_sample_latents(self.latents, x.shape[0], chunks)
+        styles = per_sample_styles(self.folds.latents.shape[0], x.shape[0], chunks)
+        # x is in the model's compute dtype (apply_model casts it), the dtype of every hooked output.
+        folded = self.folds.for_batch(styles, x.device, x.dtype)
         flux = executor.class_obj
         handles = []
         try:
-            for index, layer in enumerate(self.layers):
-                module = flux.get_submodule(layer.target.module)
-                handles.append(module.register_forward_hook(partial(self._hook, index, layer, latents)))
+            for group, delta in zip(self.groups, folded):
+                hook = partial(_add_delta, delta)
+                handles.append(flux.get_submodule(group.module).register_forward_hook(hook))
             return executor(x, timestep, context, y, guidance, ref_latents, control, options, **kwargs)
         finally:
             for h in handles:
                 h.remove()
 
-    def _hook(self, index: int, layer: LayerTarget, latents: torch.Tensor, module, inputs, output):
-        tensors = self.bank.tensors(index)  # latents: checked once, by check_style in Apply
-        routing = route_style(layer.module, tensors.gate, latents, self.config, self.strengths)
-        delta = moe_delta(inputs[0], tensors, routing)
-        t = layer.target
-        if t.transform == "swap_halves":
-            delta = _swap_halves(delta.movedim(-1, 0)).movedim(0, -1)
-        if t.offset is not None:
-            output[..., t.offset:t.offset + t.length] += delta.to(output.dtype)
-            return output
-        return output + delta.to(output.dtype)
+
+def _add_delta(delta, module, inputs, output):
+    delta.add_to(inputs[0], output)  # in place: the hook returns None, so output is kept
 
 
 def dynamic_into(model, expert: LoadedStyleExpert, latents: torch.Tensor, config: MoEConfig,
