@@ -63,14 +63,22 @@ def _gabor_bank(count: int, patch: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def gabor_siglip(*, width: int = 64, image_size: int = 64, patch: int = 8, layers: int = 20) -> SiglipHidden:
-    """The constructed demo SigLIP described in the module docstring (deterministic)."""
+def gabor_siglip(*, width: int = 64, image_size: int = 64, patch: int = 8, layers: int = 20,
+                 colour_gain: float = 0.0) -> SiglipHidden:
+    """The constructed demo SigLIP described in the module docstring (deterministic).
+
+    ``colour_gain > 0`` turns the last three filters into patch-mean R, G, B (times the gain).
+    """
     model = _siglip(width, image_size, patch, layers)
     half = width // 2
     emb = model.embeddings
     emb.position_embedding.weight.zero_()
     weight = torch.zeros(width, 3, patch, patch)
     weight[:half] = _gabor_bank(half, patch)[:, None] / math.sqrt(3)  # luminance only
+    if colour_gain > 0:
+        weight[half - 3: half] = 0
+        for c in range(3):
+            weight[half - 3 + c, c] = colour_gain / patch ** 2
     emb.patch_embedding.weight.copy_(weight)
     emb.patch_embedding.bias.zero_()
     for layer in model.encoder.layers:
@@ -92,18 +100,24 @@ def gabor_siglip(*, width: int = 64, image_size: int = 64, patch: int = 8, layer
 
 
 class PatchVAE:
-    """Fixed invertible latent map: avg-pool 2x, then space-to-depth 2x2 (12 channels)."""
+    """Fixed invertible latent map: avg-pool 2x, then space-to-depth 2x2 (12 channels), scaled.
+
+    Like Flux's VAE scaling factor, ``scale`` brings the latents near unit variance (the demo's
+    images give ~0.07 unscaled): next to unit-variance noise, unscaled latents leave the tiny
+    model too little signal to sample clean images.
+    """
 
     channels = 12
     factor = 4  # image pixels per latent pixel
+    scale = 4.0
 
     @torch.no_grad()
     def encode_latents(self, images: torch.Tensor) -> torch.Tensor:
-        return F.pixel_unshuffle(F.avg_pool2d(images.float() * 2 - 1, 2), 2)
+        return F.pixel_unshuffle(F.avg_pool2d(images.float() * 2 - 1, 2), 2) * self.scale
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        images = F.interpolate(F.pixel_shuffle(latents.float(), 2), scale_factor=2, mode="nearest")
+        images = F.interpolate(F.pixel_shuffle(latents.float() / self.scale, 2), scale_factor=2, mode="nearest")
         return ((images + 1) / 2).clamp(0, 1)
 
 
