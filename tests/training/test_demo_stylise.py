@@ -11,8 +11,8 @@ from training.demo.backbones import demo_flux
 from training.demo.sampler import flux_scheduler, sample_kontext
 from training.demo.styles import sample_styles
 from training.demo.stylise import make_stylise_set, merged_style, score, style_top1
-from training.flow_matching import KontextBatch
-from training.flux import pack_latents, resolve_targets
+from training.stage2.flow_matching import KontextBatch
+from training.stage2.flux import pack_latents, moe_target_modules
 
 
 class ExactVelocity(torch.nn.Module):
@@ -52,7 +52,7 @@ def trained_looking_experts(tmp_path_factory):
     model = demo_flux(width=32, double=1, single=1, text_dim=16)
     config = MoEConfig(num_experts=4, rank=2, top_k=2, cond_dim=8, alignment="paper")
     experts_model = demo_flux(width=32, double=1, single=1, text_dim=16)
-    context, wrapped = inject_moe(experts_model, resolve_targets(experts_model, "attention"), config)
+    context, wrapped = inject_moe(experts_model, moe_target_modules(experts_model, "attention"), config)
     with torch.no_grad():
         for layer in wrapped.values():
             layer.moe.B.normal_(std=0.05)  # as if trained: B starts at zero
@@ -63,7 +63,7 @@ def trained_looking_experts(tmp_path_factory):
 
 
 def flux_forward(model, content: torch.Tensor) -> torch.Tensor:
-    from training.flux import image_ids
+    from training.stage2.flux import image_ids
 
     batch = kontext_batch(content)
     tokens = pack_latents(content)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,21 +41,19 @@ from tqdm.auto import tqdm
 
 from styleexpert_core.formats import load_native
 from styleexpert_core.metrics import retrieval_metrics
-from styleexpert_core.projector import StyleProjector
 
-from ..backbones import ProjectedStyle
-from ..checkpoints import load_projector_file
-from ..config import check, load_config
+from ..checkpoints import load_projector_checkpoint
+from ..config import check, config_main
+from ..data.backbones import ProjectedStyle
 from ..data.cache import CacheReader, cache_style_hidden, cache_triplets, TripletCacheSpec
 from ..data.images import load_square
-from ..data.manifest import read_manifest
-from ..flux import load_transformer
-from ..logs import setup_logging
-from ..stage1_data import CachedHidden
-from ..train_stage1 import Stage1Config
-from ..train_stage1 import main as train_stage1
-from ..train_stage2 import Stage2Config
-from ..train_stage2 import main as train_stage2
+from ..data.triplets import read_triplets
+from ..stage1.data import CachedHidden
+from ..stage1.train import Stage1Config
+from ..stage1.train import main as train_stage1
+from ..stage2.flux import load_transformer
+from ..stage2.train import Stage2Config
+from ..stage2.train import main as train_stage2
 from . import baselines, plots
 from .backbones import ByteText, PatchVAE, gabor_siglip
 from .base_model import pretrain_base
@@ -144,7 +141,7 @@ def frozen_baselines(held_cache: Path, image_size: int) -> dict[str, float]:
 
 def run_stage1(cfg: DemoConfig, root: Path, manifests: dict[str, Path], siglip) -> dict:
     """Cache frozen SigLIP features, train the projector, measure every baseline on held-out styles."""
-    caches = {name: cache_style_hidden(read_manifest(manifests[name]), siglip, root / "cache" / name,
+    caches = {name: cache_style_hidden(read_triplets(manifests[name]), siglip, root / "cache" / name,
                                        model_id="demo-gabor-siglip")
               for name in ("stage1_train", "stage1_heldout")}
     s1 = train_stage1(Stage1Config(
@@ -162,7 +159,7 @@ def run_stage2(cfg: DemoConfig, root: Path, manifests: dict[str, Path], style: P
                projector_file: str) -> dict:
     """Cache latents + frozen style latents, train the tiny base, then the MoE-LoRA experts."""
     spec = TripletCacheSpec(bucket_side=cfg.image_size)
-    caches = {name: cache_triplets(read_manifest(manifests[name]), PatchVAE(), ByteText(), style,
+    caches = {name: cache_triplets(read_triplets(manifests[name]), PatchVAE(), ByteText(), style,
                                    root / "cache" / name, spec=spec, model_id="demo-patch-vae",
                                    projector_id=projector_file, dtype=torch.float32)
               for name in ("stage2_train", "stage2_val")}
@@ -226,10 +223,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     log.info("data written in %.1f s", time.time() - start)
     siglip = gabor_siglip(image_size=cfg.image_size, colour_gain=cfg.siglip_colour_gain)
     s1 = run_stage1(cfg, root, manifests, siglip)
-    state, pconfig = load_projector_file(s1["projector"])
-    projector = StyleProjector(pconfig)
-    projector.load_state_dict(state)
-    style = ProjectedStyle(siglip, projector)
+    style = ProjectedStyle(siglip, load_projector_checkpoint(s1["projector"]).build_projector())
     s2 = run_stage2(cfg, root, manifests, style, s1["projector"])
     st = run_stylise(cfg, root, style, s2)
     write_plots(root / "plots", s1, s2)
@@ -252,5 +246,4 @@ def run_demo(cfg: DemoConfig) -> dict:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    print(json.dumps(run_demo(load_config(DemoConfig, sys.argv[1:]))))
+    config_main(DemoConfig, lambda cfg: print(json.dumps(run_demo(cfg))))

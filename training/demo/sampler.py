@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..flow_matching import KontextBatch
-from ..flux import image_ids, pack_latents, unpack_latents
+from ..stage2.flow_matching import KontextBatch
+from ..stage2.flux import image_ids, pack_latents, unpack_latents
 
 # FLUX.1's scheduler_config.json (diffusers FluxKontextPipeline reads the same keys).
 FLUX_SCHEDULER = dict(num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, base_shift=0.5,

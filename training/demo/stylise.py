@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from styleexpert_core import check_style, fold_checkpoint
 from styleexpert_core.visualize import heatmap, routing_table
 
-from ..flow_matching import KontextBatch
+from ..stage2.flow_matching import KontextBatch
 from .dataset import PROMPT
 from .sampler import sample_kontext
 from .styles import Style, make_triplets

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .flux import image_ids, pack_latents
+from styleexpert_core.reference_layout import STYLE_ROW_OFFSET
 
-STYLE_ROW_OFFSET = 64  # the official pipeline's "style_offset"
+from .flux import image_ids, pack_latents
 
 
 def sample_sigmas(batch: int, generator: torch.Generator | None = None, *, mean: float = 0.0, std: float = 1.0,
