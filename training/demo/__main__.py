@@ -37,7 +37,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from styleexpert_core.formats import load_native
 from styleexpert_core.metrics import retrieval_metrics
@@ -120,7 +119,7 @@ def write_data(cfg: DemoConfig, root: Path) -> dict[str, Path]:
     splits = {"stage1_train": (s1_train, 0), "stage1_heldout": (s1_held, cfg.train_styles),
               "stage2_train": (s2_train, 0), "stage2_val": (s2_val, 0)}
     return {name: write_split(root / "data", name, data, label_offset=offset)
-            for name, (data, offset) in tqdm(splits.items(), desc="write data", unit="split")}
+            for name, (data, offset) in splits.items()}
 
 
 def unseen_styles(cfg: DemoConfig) -> tuple:
