@@ -1,30 +1,37 @@
-"""End-to-end demo on CPU, no downloads: procedural styles -> stage 1 -> stage 2 -> native file.
+"""End-to-end demo on CPU, no downloads: procedural styles -> stage 1 -> stage 2 -> stylised images.
 
-    python -m training.demo --out runs/demo            # ~3-4 min on 2 CPU cores
+    python -m training.demo --out runs/demo            # a few minutes on 2 CPU cores
     python -m training.demo --out runs/demo --stage1_steps=300 --stage2_steps=300   # faster
 
 What runs, and what is measured (numbers in the final JSON line on stdout):
 
 1. Data. Procedural styles (``styles.py``) over procedural content, written as PNGs and JSONL
-   manifests. Stage-1 images use colour jitter 0.75: three of four images of a style get a
-   random palette, so colour is a weak cue. Held-out styles never appear in training.
+   manifests. Stage-1 images use colour jitter 0.25 (one image in four of a style gets a
+   random palette). Held-out styles never appear in either training stage.
 2. Frozen backbones built in code (``backbones.py``): a 20-layer SigLIP whose weights are a
-   constructed Gabor-energy front end (its tokens carry local texture energy, as a pretrained
-   SigLIP's carry semantics), a fixed invertible patchify "VAE", a byte-level text encoder.
+   constructed Gabor-energy front end plus patch-mean colour (its tokens carry local texture
+   energy and colour), a fixed invertible patchify "VAE" scaled to unit variance, a byte-level
+   text encoder.
 3. Stage 1 trains the core ``StyleProjector`` (the module the ComfyUI nodes load) on cached
    SigLIP features with the label-masked InfoNCE. Retrieval mAP on the held-out styles:
-   ``stage1_map_trained`` (final step) vs ``stage1_map_best_baseline`` = best of colour
-   histogram, random-conv Gram and the *untrained* projector (step 0). Pooled SigLIP
-   (mean+std) is reported too.
+   ``stage1_map_trained`` (final step) vs ``stage1_map_best_baseline`` = the best of every
+   baseline measured (``stage1_map_baselines``: colour histogram, random-conv Gram, pooled
+   frozen SigLIP, the *untrained* projector at step 0).
 4. A tiny Flux is trained on the identity edit (a stand-in for pretrained Kontext,
    ``base_model.py``), then frozen. Stage 2 caches latents and frozen style latents (stage-1
    projector on the reference image) and trains MoE-LoRA experts (core ``inject_moe``) on the
-   stylisation triplets of 16 training styles.
-5. ``stage2_loss_correct_style`` / ``stage2_loss_shuffled_style``: flow-matching loss on
-   held-out triplets (new contents) with the reference's own style latent vs. a latent of a
-   different style, same noise and timesteps. The gap is how much the experts use the latent.
+   stylisation triplets of most training styles; ``stage2_loss_correct_style`` /
+   ``stage2_loss_shuffled_style`` compare held-out losses with the reference's own latent and
+   another style's (same noise and timesteps).
+5. Stylisation (``stylise.py``): held-out contents x styles neither stage saw, sampled with the
+   trained model as the nodes run it (core fold merged into the weights, Kontext's Euler loop,
+   28 steps, guidance 3.5) three ways -- base, experts with the reference's latent, experts
+   with another unseen style's latent -- and scored against the procedural ground truth:
+   ``stylise_target_mse_*`` (pixel MSE, [0, 1] RGB) and ``stylise_style_top1_*`` (nearest style
+   class under the trained encoder is the reference's). ``stylise_grid`` is the picture.
 
-Plots go to ``<out>/plots``; the exported native checkpoint to ``<out>/stage2``.
+Plots go to ``<out>/plots`` (``stylise_grid.png``, ``routing_two_styles.png``, training curves);
+the exported native checkpoint to ``<out>/stage2``.
 """
 
 from __future__ import annotations
@@ -73,21 +80,22 @@ class DemoConfig:
     train_styles: int = 120
     heldout_styles: int = 40
     images_per_style: int = 16
-    colour_jitter: float = 0.75
-    siglip_colour_gain: float = 0.0
+    colour_jitter: float = 0.25  # a quarter of stage-1 images get a random palette
+    siglip_colour_gain: float = 2.0  # patch-mean colour channels in the demo SigLIP
     stage1_steps: int = 400
     stage1_lr: float = 3e-3
     stage1_out_dim: int = 32
     styles_per_batch: int = 32
     # stage 2 data and training
-    stage2_styles: int = 16
-    stage2_train_per_style: int = 32
-    stage2_val_per_style: int = 4
+    stage2_styles: int = 96
+    stage2_train_per_style: int = 8
+    stage2_val_per_style: int = 2
+    stage2_aligned_texture: bool = True  # stage-2 and stylisation targets: texture anchored to the grid
     base_steps: int = 400
     base_batch: int = 16
     base_lr: float = 2e-3
     stage2_steps: int = 600
-    stage2_lr: float = 2e-3
+    stage2_lr: float = 5e-3
     stage2_experts: int = 16
     stage2_rank: int = 4
     stage2_batch: int = 8
@@ -111,8 +119,9 @@ def write_data(cfg: DemoConfig, root: Path) -> dict[str, Path]:
     s1_train = make_triplets(train, cfg.images_per_style, size=size, seed=cfg.seed + 1, colour_jitter=jitter)
     s1_held = make_triplets(held, cfg.images_per_style, size=size, seed=cfg.seed + 2, colour_jitter=jitter)
     s2 = train[: cfg.stage2_styles]  # stage 2 learns styles the encoder was trained on; contents are new
-    s2_train = make_triplets(s2, cfg.stage2_train_per_style, size=size, seed=cfg.seed + 3)
-    s2_val = make_triplets(s2, cfg.stage2_val_per_style, size=size, seed=cfg.seed + 4)
+    aligned = cfg.stage2_aligned_texture
+    s2_train = make_triplets(s2, cfg.stage2_train_per_style, size=size, seed=cfg.seed + 3, aligned_texture=aligned)
+    s2_val = make_triplets(s2, cfg.stage2_val_per_style, size=size, seed=cfg.seed + 4, aligned_texture=aligned)
     plots.image_grid([s1_train.target[s * cfg.images_per_style: s * cfg.images_per_style + 8] for s in range(8)],
                      root / "plots" / "styles_grid.png")
     plots.image_grid([s2_val.content[:8], s2_val.target[:8]], root / "plots" / "stage2_content_vs_target.png")
@@ -177,7 +186,8 @@ def run_stage2(cfg: DemoConfig, root: Path, manifests: dict[str, Path], style: P
 
 def run_stylise(cfg: DemoConfig, root: Path, style: ProjectedStyle, s2: dict) -> dict:
     """Unseen styles x held-out contents through the trained model (base / experts / shuffled), scored."""
-    data = make_stylise_set(unseen_styles(cfg), cfg.stylise_per_style, size=cfg.image_size, seed=cfg.seed + 5)
+    data = make_stylise_set(unseen_styles(cfg), cfg.stylise_per_style, size=cfg.image_size, seed=cfg.seed + 5,
+                            aligned_texture=cfg.stage2_aligned_texture)
     model = load_transformer(str(s2["base_dir"])).eval().requires_grad_(False)
     ckpt = load_native(s2["checkpoint"])
     result = stylise(model, ckpt, style, PatchVAE(), ByteText(), data, steps=cfg.sample_steps,
