@@ -115,3 +115,4 @@ def test_style_top1_is_the_fraction_nearest_to_the_own_class():
 def test_stylisation_needs_two_styles():
     with pytest.raises(ValueError, match="two unseen styles"):
         make_stylise_set(sample_styles(1, seed=0), 2, size=16, seed=0)
+

@@ -90,12 +90,11 @@ class DemoConfig:
     stage2_styles: int = 96
     stage2_train_per_style: int = 8
     stage2_val_per_style: int = 2
-    stage2_aligned_texture: bool = True  # stage-2 and stylisation targets: texture anchored to the grid
     base_steps: int = 400
     base_batch: int = 16
     base_lr: float = 2e-3
     stage2_steps: int = 600
-    stage2_lr: float = 5e-3
+    stage2_lr: float = 2e-3
     stage2_experts: int = 16
     stage2_rank: int = 4
     stage2_batch: int = 8
@@ -119,9 +118,8 @@ def write_data(cfg: DemoConfig, root: Path) -> dict[str, Path]:
     s1_train = make_triplets(train, cfg.images_per_style, size=size, seed=cfg.seed + 1, colour_jitter=jitter)
     s1_held = make_triplets(held, cfg.images_per_style, size=size, seed=cfg.seed + 2, colour_jitter=jitter)
     s2 = train[: cfg.stage2_styles]  # stage 2 learns styles the encoder was trained on; contents are new
-    aligned = cfg.stage2_aligned_texture
-    s2_train = make_triplets(s2, cfg.stage2_train_per_style, size=size, seed=cfg.seed + 3, aligned_texture=aligned)
-    s2_val = make_triplets(s2, cfg.stage2_val_per_style, size=size, seed=cfg.seed + 4, aligned_texture=aligned)
+    s2_train = make_triplets(s2, cfg.stage2_train_per_style, size=size, seed=cfg.seed + 3)
+    s2_val = make_triplets(s2, cfg.stage2_val_per_style, size=size, seed=cfg.seed + 4)
     plots.image_grid([s1_train.target[s * cfg.images_per_style: s * cfg.images_per_style + 8] for s in range(8)],
                      root / "plots" / "styles_grid.png")
     plots.image_grid([s2_val.content[:8], s2_val.target[:8]], root / "plots" / "stage2_content_vs_target.png")
@@ -186,8 +184,7 @@ def run_stage2(cfg: DemoConfig, root: Path, manifests: dict[str, Path], style: P
 
 def run_stylise(cfg: DemoConfig, root: Path, style: ProjectedStyle, s2: dict) -> dict:
     """Unseen styles x held-out contents through the trained model (base / experts / shuffled), scored."""
-    data = make_stylise_set(unseen_styles(cfg), cfg.stylise_per_style, size=cfg.image_size, seed=cfg.seed + 5,
-                            aligned_texture=cfg.stage2_aligned_texture)
+    data = make_stylise_set(unseen_styles(cfg), cfg.stylise_per_style, size=cfg.image_size, seed=cfg.seed + 5)
     model = load_transformer(str(s2["base_dir"])).eval().requires_grad_(False)
     ckpt = load_native(s2["checkpoint"])
     result = stylise(model, ckpt, style, PatchVAE(), ByteText(), data, steps=cfg.sample_steps,

@@ -113,15 +113,11 @@ def sample_content(rng: np.random.Generator, size: int) -> Content:
     )
 
 
-def _style_seed(style: Style) -> int:
-    return int(style.frequency * 1e6) ^ int(style.angle * 1e6) ^ style.palette_id
-
-
-def _texture(style: Style, rng: np.random.Generator, size: int, aligned: bool = False) -> np.ndarray:
+def _texture(style: Style, rng: np.random.Generator, size: int) -> np.ndarray:
     """A stationary texture field in [-1, 1] with a random phase (the style fixes its statistics)."""
     x, y = _grid(size)
     f = style.frequency * 2 * math.pi
-    px, py = (0.0, 0.0) if aligned else rng.uniform(0, 1, size=2)
+    px, py = rng.uniform(0, 1, size=2)
     u = (x + px) * math.cos(style.angle) + (y + py) * math.sin(style.angle)
     v = -(x + px) * math.sin(style.angle) + (y + py) * math.cos(style.angle)
     if style.texture == "stripes":
@@ -163,13 +159,8 @@ def render(
     rng: np.random.Generator,
     *,
     colour_jitter: float = 0.0,
-    aligned_texture: bool = False,
 ) -> np.ndarray:
-    """Render ``content`` in ``style``; returns float32 [H, W, 3] in [0, 1].
-
-    ``aligned_texture`` anchors the texture to the image grid (phase 0, blotches seeded by the
-    style), so the rendering is a function of content and style up to the grain.
-    """
+    """Render ``content`` in ``style``; returns float32 [H, W, 3] in [0, 1]."""
     size = content.luminance.shape[0]
     palette = np.roll(pool[style.palette_id], style.palette_shift, axis=0)
     if colour_jitter > 0 and rng.uniform() < colour_jitter:
@@ -179,8 +170,7 @@ def render(
     lo = np.floor(position).astype(int).clip(0, PALETTE_SIZE - 2)
     t = (position - lo)[..., None]
     image = palette[lo] * (1 - t) + palette[lo + 1] * t
-    texture_rng = np.random.default_rng(_style_seed(style)) if aligned_texture else rng
-    image = image * (1 + style.amplitude * _texture(style, texture_rng, size, aligned=aligned_texture)[..., None])
+    image = image * (1 + style.amplitude * _texture(style, rng, size)[..., None])
     if style.outline > 0:
         ink = palette.mean(-1).argmin()
         image = np.where(_dilate(content.edges, style.outline)[..., None], palette[ink] * 0.5, image)
@@ -209,7 +199,7 @@ class TripletSet:
 
 
 def make_triplets(styles: tuple[Style, ...], per_style: int, *, size: int, seed: int, n_palettes: int = 6,
-                  colour_jitter: float = 0.0, aligned_texture: bool = False) -> TripletSet:
+                  colour_jitter: float = 0.0) -> TripletSet:
     """``per_style`` triplets for each style (each with its own content)."""
     if per_style < 2:
         raise ValueError("per_style must be >= 2 so every target has a different reference of its style.")
@@ -222,7 +212,7 @@ def make_triplets(styles: tuple[Style, ...], per_style: int, *, size: int, seed:
     for i, s in enumerate(labels):
         scene = sample_content(rng, size)
         content[i] = scene.plain
-        target[i] = render(scene, styles[s], pool, rng, colour_jitter=colour_jitter, aligned_texture=aligned_texture)
+        target[i] = render(scene, styles[s], pool, rng, colour_jitter=colour_jitter)
     within = np.arange(n) % per_style
     reference = labels * per_style + (within + 1) % per_style
     return TripletSet(content=content, target=target, labels=labels, reference=reference)

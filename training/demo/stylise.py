@@ -48,13 +48,12 @@ class StyliseSet:
     prototypes: np.ndarray  # [S, P, H, W, 3] other renders of each style (its class for top-1)
 
 
-def make_stylise_set(styles: tuple[Style, ...], per_style: int, *, size: int, seed: int, prototypes: int = 8,
-                     aligned_texture: bool = False) -> StyliseSet:
-    """Rendered like stage 2's triplets (``aligned_texture`` as there)."""
+def make_stylise_set(styles: tuple[Style, ...], per_style: int, *, size: int, seed: int,
+                     prototypes: int = 8) -> StyliseSet:
     if len(styles) < 2:
         raise ValueError("stylisation needs at least two unseen styles (the shuffled control swaps them).")
-    data = make_triplets(styles, per_style + 1, size=size, seed=seed, aligned_texture=aligned_texture)
-    protos = make_triplets(styles, prototypes, size=size, seed=seed + 1, aligned_texture=aligned_texture)
+    data = make_triplets(styles, per_style + 1, size=size, seed=seed)
+    protos = make_triplets(styles, prototypes, size=size, seed=seed + 1)
 
     def by_style(x: np.ndarray, n: int) -> np.ndarray:
         return x.reshape(len(styles), n, *x.shape[1:])
