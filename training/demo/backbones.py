@@ -8,14 +8,16 @@
   and every later layer is an exact identity (zeroed attention output and MLP output).
   So every token carries local texture energy, like the translation-tolerant mid-level
   features a pretrained SigLIP has, and the three tapped layers hold the same features.
-  It is colour-blind on purpose: adding patch-mean colour channels was measured to lower
-  held-out retrieval (0.73 vs 0.87 mAP) without helping stage 2.
+  With ``colour_gain > 0`` (the demo uses 2) three filters become patch-mean R, G, B: the
+  style latent must carry the palette for stage 2 to reproduce it. (With colour jitter 0.75
+  in stage 1, colour channels had lowered held-out retrieval, 0.73 vs 0.87 mAP; the demo now
+  uses jitter 0.25 and reaches 0.91.)
   A *random* tiny SigLIP does not work as a stand-in: its token features carry almost no
   style information (measured: projector 0.07 mAP on held-out styles, below colour
   histograms), whereas real SigLIP features are what StyleExpert's projector was designed for.
 * ``random_siglip``: the same architecture with random weights (tests only).
 * ``PatchVAE``: a fixed, exactly invertible "VAE": 2x average pooling, then 2x2 space-to-depth
-  -> 12 latent channels at 1/4 resolution (Flux packs 2x2 again -> 48 per token).
+  -> 12 latent channels at 1/4 resolution (Flux packs 2x2 again -> 48 per token), times 4.
 * ``ByteText`` / ``ByteStyleText``: text encoders over UTF-8 bytes with a fixed random
   embedding table: a T5-like sequence plus a pooled vector, or one pooled style vector.
 * ``demo_flux``: a small ``diffusers.FluxTransformer2DModel`` with Kontext-like settings.
