@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from training.stage2.flow_matching import KontextBatch, flow_matching_loss, sample_sigmas
-from training.stage2.flux import BUNDLED_CONFIG_DIR, image_ids, load_transformer, moe_target_modules, pack_latents
+from training.stage2.flux import (BUNDLED_CONFIG_DIR, image_ids, load_transformer, moe_target_modules, pack_latents,
+                                unpack_latents)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -18,6 +19,7 @@ def test_pack_and_kontext_ids():
     # token (row i, col j) holds the 2x2 patch at (2i, 2j), channel-major: row 1, col 2 is token 1 * 4 + 2
     assert torch.equal(tokens[:, 0], z[:, :, :2, :2].reshape(2, 16))
     assert torch.equal(tokens[:, 6], z[:, :, 2:4, 4:6].reshape(2, 16))
+    assert torch.equal(unpack_latents(tokens, 6, 8), z)
     ids = image_ids(6, 8, index=2, row_offset=64)
     assert ids.shape == (12, 3) and ids[:, 0].eq(2).all() and ids[:, 1].min() == 64 and ids[-1].tolist() == [2, 66, 3]
     with pytest.raises(ValueError, match="even"):

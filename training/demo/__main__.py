@@ -1,30 +1,37 @@
-"""End-to-end demo on CPU, no downloads: procedural styles -> stage 1 -> stage 2 -> native file.
+"""End-to-end demo on CPU, no downloads: procedural styles -> stage 1 -> stage 2 -> stylised images.
 
-    python -m training.demo --out runs/demo            # ~3-4 min on 2 CPU cores
+    python -m training.demo --out runs/demo            # a few minutes on 2 CPU cores
     python -m training.demo --out runs/demo --stage1_steps=300 --stage2_steps=300   # faster
 
 What runs, and what is measured (numbers in the final JSON line on stdout):
 
 1. Data. Procedural styles (``styles.py``) over procedural content, written as PNGs and JSONL
-   manifests. Stage-1 images use colour jitter 0.75: three of four images of a style get a
-   random palette, so colour is a weak cue. Held-out styles never appear in training.
+   manifests. Stage-1 images use colour jitter 0.25 (one image in four of a style gets a
+   random palette). Held-out styles never appear in either training stage.
 2. Frozen backbones built in code (``backbones.py``): a 20-layer SigLIP whose weights are a
-   constructed Gabor-energy front end (its tokens carry local texture energy, as a pretrained
-   SigLIP's carry semantics), a fixed invertible patchify "VAE", a byte-level text encoder.
+   constructed Gabor-energy front end plus patch-mean colour (its tokens carry local texture
+   energy and colour), a fixed invertible patchify "VAE" scaled to unit variance, a byte-level
+   text encoder.
 3. Stage 1 trains the core ``StyleProjector`` (the module the ComfyUI nodes load) on cached
    SigLIP features with the label-masked InfoNCE. Retrieval mAP on the held-out styles:
-   ``stage1_map_trained`` (final step) vs ``stage1_map_best_baseline`` = best of colour
-   histogram, random-conv Gram and the *untrained* projector (step 0). Pooled SigLIP
-   (mean+std) is reported too.
+   ``stage1_map_trained`` (final step) vs ``stage1_map_best_baseline`` = the best of every
+   baseline measured (``stage1_map_baselines``: colour histogram, random-conv Gram, pooled
+   frozen SigLIP, the *untrained* projector at step 0).
 4. A tiny Flux is trained on the identity edit (a stand-in for pretrained Kontext,
    ``base_model.py``), then frozen. Stage 2 caches latents and frozen style latents (stage-1
    projector on the reference image) and trains MoE-LoRA experts (core ``inject_moe``) on the
-   stylisation triplets of 16 training styles.
-5. ``stage2_loss_correct_style`` / ``stage2_loss_shuffled_style``: flow-matching loss on
-   held-out triplets (new contents) with the reference's own style latent vs. a latent of a
-   different style, same noise and timesteps. The gap is how much the experts use the latent.
+   stylisation triplets of most training styles; ``stage2_loss_correct_style`` /
+   ``stage2_loss_shuffled_style`` compare held-out losses with the reference's own latent and
+   another style's (same noise and timesteps).
+5. Stylisation (``stylise.py``): held-out contents x styles neither stage saw, sampled with the
+   trained model as the nodes run it (core fold merged into the weights, Kontext's Euler loop,
+   28 steps, guidance 3.5) three ways -- base, experts with the reference's latent, experts
+   with another unseen style's latent -- and scored against the procedural ground truth:
+   ``stylise_target_mse_*`` (pixel MSE, [0, 1] RGB) and ``stylise_style_top1_*`` (nearest style
+   class under the trained encoder is the reference's). ``stylise_grid`` is the picture.
 
-Plots go to ``<out>/plots``; the exported native checkpoint to ``<out>/stage2``.
+Plots go to ``<out>/plots`` (``stylise_grid.png``, ``routing_two_styles.png``, training curves);
+the exported native checkpoint to ``<out>/stage2``.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from styleexpert_core.formats import load_native
 from styleexpert_core.metrics import retrieval_metrics
 
 from ..checkpoints import load_projector_checkpoint
@@ -49,6 +57,7 @@ from ..data.triplets import read_triplets
 from ..stage1.data import CachedHidden
 from ..stage1.train import Stage1Config
 from ..stage1.train import main as train_stage1
+from ..stage2.flux import load_transformer
 from ..stage2.train import Stage2Config
 from ..stage2.train import main as train_stage2
 from . import baselines, plots
@@ -56,6 +65,7 @@ from .backbones import ByteText, PatchVAE, gabor_siglip
 from .base_model import pretrain_base
 from .dataset import write_split
 from .styles import make_triplets, sample_styles
+from .stylise import make_stylise_set, routing_heatmaps, stylise
 
 log = logging.getLogger("training.demo")
 
@@ -70,25 +80,35 @@ class DemoConfig:
     train_styles: int = 120
     heldout_styles: int = 40
     images_per_style: int = 16
-    colour_jitter: float = 0.75
+    colour_jitter: float = 0.25  # a quarter of stage-1 images get a random palette
+    siglip_colour_gain: float = 2.0  # patch-mean colour channels in the demo SigLIP
     stage1_steps: int = 400
     stage1_lr: float = 3e-3
     stage1_out_dim: int = 32
     styles_per_batch: int = 32
     # stage 2 data and training
-    stage2_styles: int = 16
-    stage2_train_per_style: int = 32
-    stage2_val_per_style: int = 4
-    base_steps: int = 300
+    stage2_styles: int = 96
+    stage2_train_per_style: int = 8
+    stage2_val_per_style: int = 2
+    base_steps: int = 400
+    base_batch: int = 16
+    base_lr: float = 2e-3
     stage2_steps: int = 600
     stage2_lr: float = 2e-3
     stage2_experts: int = 16
     stage2_rank: int = 4
     stage2_batch: int = 8
+    stage2_targets: str = "attention+mlp"
+    guidance: float = 3.5  # embedded guidance in training and sampling: the example workflows' value
+    # stylisation of unseen styles
+    stylise_styles: int = 8
+    stylise_per_style: int = 4
+    sample_steps: int = 28  # the example workflows' KSampler steps
 
     def __post_init__(self) -> None:
         check(self.stage2_styles <= self.train_styles, "stage2_styles must be <= train_styles.")
         check(self.image_size % 16 == 0, "image_size must be a multiple of 16.")
+        check(2 <= self.stylise_styles <= self.heldout_styles, "stylise_styles must be in [2, heldout_styles].")
 
 
 def write_data(cfg: DemoConfig, root: Path) -> dict[str, Path]:
@@ -103,10 +123,16 @@ def write_data(cfg: DemoConfig, root: Path) -> dict[str, Path]:
     plots.image_grid([s1_train.target[s * cfg.images_per_style: s * cfg.images_per_style + 8] for s in range(8)],
                      root / "plots" / "styles_grid.png")
     plots.image_grid([s2_val.content[:8], s2_val.target[:8]], root / "plots" / "stage2_content_vs_target.png")
-    return {"stage1_train": write_split(root / "data", "stage1_train", s1_train),
-            "stage1_heldout": write_split(root / "data", "stage1_heldout", s1_held, label_offset=cfg.train_styles),
-            "stage2_train": write_split(root / "data", "stage2_train", s2_train),
-            "stage2_val": write_split(root / "data", "stage2_val", s2_val)}
+    splits = {"stage1_train": (s1_train, 0), "stage1_heldout": (s1_held, cfg.train_styles),
+              "stage2_train": (s2_train, 0), "stage2_val": (s2_val, 0)}
+    return {name: write_split(root / "data", name, data, label_offset=offset)
+            for name, (data, offset) in splits.items()}
+
+
+def unseen_styles(cfg: DemoConfig) -> tuple:
+    """Styles for stylisation: held out of stage 1 and stage 2 alike."""
+    styles = sample_styles(cfg.train_styles + cfg.heldout_styles, seed=cfg.seed)
+    return styles[cfg.train_styles: cfg.train_styles + cfg.stylise_styles]
 
 
 def frozen_baselines(held_cache: Path, image_size: int) -> dict[str, float]:
@@ -114,21 +140,13 @@ def frozen_baselines(held_cache: Path, image_size: int) -> dict[str, float]:
     labels = np.array([it["label"] for it in reader.items])
     images = torch.stack([load_square(it["path"], image_size) for it in reader.items])
     hidden = CachedHidden(reader).hidden(np.arange(len(reader)))
-    return {"colour_histogram": retrieval_metrics(baselines.colour_histogram(images), labels)["map"],
-            "gram": retrieval_metrics(baselines.gram(images), labels)["map"],
-            "siglip_mean_std_pooled": retrieval_metrics(baselines.pooled_hidden(hidden), labels)["map"]}
+    return {"colour histogram": retrieval_metrics(baselines.colour_histogram(images), labels)["map"],
+            "Gram (random conv)": retrieval_metrics(baselines.gram(images), labels)["map"],
+            "pooled SigLIP": retrieval_metrics(baselines.pooled_hidden(hidden), labels)["map"]}
 
 
-def run_demo(cfg: DemoConfig) -> dict:
-    start = time.time()
-    torch.set_num_threads(cfg.threads)
-    root = Path(cfg.out)
-    (root / "plots").mkdir(parents=True, exist_ok=True)
-    manifests = write_data(cfg, root)
-    log.info("data written in %.1f s", time.time() - start)
-
-    # ---- stage 1: cache frozen SigLIP features, train the projector
-    siglip = gabor_siglip(image_size=cfg.image_size)
+def run_stage1(cfg: DemoConfig, root: Path, manifests: dict[str, Path], siglip) -> dict:
+    """Cache frozen SigLIP features, train the projector, measure every baseline on held-out styles."""
     caches = {name: cache_style_hidden(read_triplets(manifests[name]), siglip, root / "cache" / name,
                                        model_id="demo-gabor-siglip")
               for name in ("stage1_train", "stage1_heldout")}
@@ -137,41 +155,61 @@ def run_demo(cfg: DemoConfig) -> dict:
         out_dir=str(root / "stage1"), out_dim=cfg.stage1_out_dim, steps=cfg.stage1_steps, lr=cfg.stage1_lr,
         styles_per_batch=cfg.styles_per_batch, images_per_style=4, warmup_steps=min(50, cfg.stage1_steps // 10),
         eval_every=max(1, cfg.stage1_steps // 6), log_every=max(1, cfg.stage1_steps // 30), seed=cfg.seed))
-    frozen = frozen_baselines(caches["stage1_heldout"], cfg.image_size)
-    untrained, trained = s1["val"][0], s1["val"][-1]
-    baseline_maps = {"colour histogram": frozen["colour_histogram"], "Gram (random conv)": frozen["gram"],
-                     "untrained projector": untrained["map"]}
-    log.info("stage 1 held-out mAP: trained %.3f; baselines %s; pooled SigLIP %.3f", trained["map"],
-             baseline_maps, frozen["siglip_mean_std_pooled"])
+    baseline_maps = {**frozen_baselines(caches["stage1_heldout"], cfg.image_size),
+                     "untrained projector": s1["val"][0]["map"]}
+    log.info("stage 1 held-out mAP: trained %.3f; baselines %s", s1["val"][-1]["map"], baseline_maps)
+    return {**s1, "baselines": baseline_maps}
 
-    # ---- stage 2: cache latents + frozen style latents, tiny base, MoE-LoRA experts
-    style = ProjectedStyle(siglip, load_projector_checkpoint(s1["projector"]).build_projector())
-    vae, text = PatchVAE(), ByteText()
+
+def run_stage2(cfg: DemoConfig, root: Path, manifests: dict[str, Path], style: ProjectedStyle,
+               projector_file: str) -> dict:
+    """Cache latents + frozen style latents, train the tiny base, then the MoE-LoRA experts."""
     spec = TripletCacheSpec(bucket_side=cfg.image_size)
-    s2_caches = {name: cache_triplets(read_triplets(manifests[name]), vae, text, style, root / "cache" / name,
-                                      spec=spec, model_id="demo-patch-vae", projector_id=s1["projector"],
-                                      dtype=torch.float32)
-                 for name in ("stage2_train", "stage2_val")}
-    base_dir, base_losses = pretrain_base(s2_caches["stage2_train"], root / "base_flux", steps=cfg.base_steps,
-                                          batch_size=cfg.stage2_batch, seed=cfg.seed)
+    caches = {name: cache_triplets(read_triplets(manifests[name]), PatchVAE(), ByteText(), style,
+                                   root / "cache" / name, spec=spec, model_id="demo-patch-vae",
+                                   projector_id=projector_file, dtype=torch.float32)
+              for name in ("stage2_train", "stage2_val")}
+    base_dir, base_losses = pretrain_base(caches["stage2_train"], root / "base_flux", steps=cfg.base_steps,
+                                          batch_size=cfg.base_batch, lr=cfg.base_lr, guidance=cfg.guidance,
+                                          seed=cfg.seed)
     s2 = train_stage2(Stage2Config(
-        cache_dir=str(s2_caches["stage2_train"]), val_cache_dir=str(s2_caches["stage2_val"]), model=str(base_dir),
-        base_model="demo-tiny-flux", projector=s1["projector"], out_dir=str(root / "stage2"),
-        num_experts=cfg.stage2_experts, rank=cfg.stage2_rank, top_k=2, alignment="paper", lr=cfg.stage2_lr,
-        warmup_steps=min(50, cfg.stage2_steps // 10), steps=cfg.stage2_steps, batch_size=cfg.stage2_batch,
-        gradient_checkpointing=False, log_every=max(1, cfg.stage2_steps // 40),
-        eval_every=max(1, cfg.stage2_steps // 4),
-        eval_batches=64, save_every=cfg.stage2_steps, seed=cfg.seed))
-    final = s2["val"][-1]
+        cache_dir=str(caches["stage2_train"]), val_cache_dir=str(caches["stage2_val"]), model=str(base_dir),
+        base_model="demo-tiny-flux", projector=projector_file, out_dir=str(root / "stage2"),
+        targets=cfg.stage2_targets, num_experts=cfg.stage2_experts, rank=cfg.stage2_rank, top_k=2, alignment="paper", lr=cfg.stage2_lr,
+        guidance=cfg.guidance, warmup_steps=min(50, cfg.stage2_steps // 10), steps=cfg.stage2_steps,
+        batch_size=cfg.stage2_batch, gradient_checkpointing=False, log_every=max(1, cfg.stage2_steps // 40),
+        eval_every=max(1, cfg.stage2_steps // 4), eval_batches=64, save_every=cfg.stage2_steps, seed=cfg.seed))
+    return {**s2, "base_dir": base_dir, "base_losses": base_losses}
 
-    # ---- plots
-    p = root / "plots"
+
+def run_stylise(cfg: DemoConfig, root: Path, style: ProjectedStyle, s2: dict) -> dict:
+    """Unseen styles x held-out contents through the trained model (base / experts / shuffled), scored."""
+    data = make_stylise_set(unseen_styles(cfg), cfg.stylise_per_style, size=cfg.image_size, seed=cfg.seed + 5)
+    model = load_transformer(str(s2["base_dir"])).eval().requires_grad_(False)
+    ckpt = load_native(s2["checkpoint"])
+    result = stylise(model, ckpt, style, PatchVAE(), ByteText(), data, steps=cfg.sample_steps,
+                     guidance=cfg.guidance, seed=cfg.seed)
+    first = lambda x: x[:, 0]  # noqa: E731  one content per style in the grid
+    grid = plots.labelled_grid({"content": first(data.content), "style reference": data.reference,
+                                "base": first(result["images"]["base"]),
+                                "experts": first(result["images"]["experts"]),
+                                "shuffled latent": first(result["images"]["shuffled"]),
+                                "ground truth": first(data.target)}, root / "plots" / "stylise_grid.png")
+    latents = style.encode_style_latent(torch.from_numpy(data.reference[:2]).permute(0, 3, 1, 2))
+    maps = routing_heatmaps(ckpt, {"unseen style A": latents[:1], "unseen style B": latents[1:2]})
+    plots.side_by_side(maps, root / "plots" / "routing_two_styles.png")
+    log.info("stylise MSE to ground truth %s; style top-1 %s", result["mse"], result["top1"])
+    return {**result, "grid": grid}
+
+
+def write_plots(p: Path, s1: dict, s2: dict) -> None:
     plots.line_plot({"stage 1 InfoNCE": ([r["step"] for r in s1["train"]], [r["loss"] for r in s1["train"]])},
                     "stage 1 training loss", p / "stage1_loss.png")
     plots.line_plot({"held-out mAP": ([r["step"] for r in s1["val"]], [r["map"] for r in s1["val"]])},
                     "stage 1 retrieval mAP on held-out styles", p / "stage1_val_map.png")
-    plots.bar_plot({**baseline_maps, "pooled SigLIP": frozen["siglip_mean_std_pooled"],
-                    "trained projector": trained["map"]}, "held-out style retrieval mAP", p / "retrieval.png")
+    plots.bar_plot({**s1["baselines"], "trained projector": s1["val"][-1]["map"]}, "held-out style retrieval mAP",
+                   p / "retrieval.png")
+    base_losses = s2["base_losses"]
     plots.line_plot({"base (identity edit)": (list(range(1, len(base_losses) + 1)), base_losses),
                      "stage 2 MoE-LoRA": ([len(base_losses) + r["step"] for r in s2["train"]],
                                           [r["loss"] for r in s2["train"]])},
@@ -181,17 +219,34 @@ def run_demo(cfg: DemoConfig) -> dict:
                      "shuffled style latent": (steps, [r["loss_shuffled_style"] for r in s2["val"]])},
                     "stage 2 held-out loss", p / "stage2_val.png")
 
+
+def run_demo(cfg: DemoConfig) -> dict:
+    start = time.time()
+    torch.set_num_threads(cfg.threads)
+    root = Path(cfg.out)
+    (root / "plots").mkdir(parents=True, exist_ok=True)
+    manifests = write_data(cfg, root)
+    log.info("data written in %.1f s", time.time() - start)
+    siglip = gabor_siglip(image_size=cfg.image_size, colour_gain=cfg.siglip_colour_gain)
+    s1 = run_stage1(cfg, root, manifests, siglip)
+    style = ProjectedStyle(siglip, load_projector_checkpoint(s1["projector"]).build_projector())
+    s2 = run_stage2(cfg, root, manifests, style, s1["projector"])
+    st = run_stylise(cfg, root, style, s2)
+    write_plots(root / "plots", s1, s2)
+    trained, final = s1["val"][-1], s2["val"][-1]
     return {
         "stage1_map_trained": round(trained["map"], 4),
         "stage1_recall@1_trained": round(trained["recall@1"], 4),
-        "stage1_map_best_baseline": round(max(baseline_maps.values()), 4),
-        "stage1_map_baselines": {k: round(v, 4) for k, v in baseline_maps.items()},
-        "stage1_map_siglip_pooled": round(frozen["siglip_mean_std_pooled"], 4),
+        "stage1_map_best_baseline": round(max(s1["baselines"].values()), 4),
+        "stage1_map_baselines": {k: round(v, 4) for k, v in s1["baselines"].items()},
         "stage2_loss_before_experts": round(s2["val"][0]["loss_correct_style"], 4),
         "stage2_loss_correct_style": round(final["loss_correct_style"], 4),
         "stage2_loss_shuffled_style": round(final["loss_shuffled_style"], 4),
+        **{f"stylise_target_mse_{way}": round(v, 5) for way, v in st["mse"].items()},
+        **{f"stylise_style_top1_{way}": round(v, 4) for way, v in st["top1"].items()},
+        "stylise_grid": str(st["grid"]),
         "checkpoint": s2["checkpoint"],
-        "plots": str(p),
+        "plots": str(root / "plots"),
         "wall_s": round(time.time() - start, 1),
     }
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ..stage2.data import TripletCache
 from ..stage2.flow_matching import flow_matching_loss, sample_sigmas
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def pretrain_base(cache_dir: str | Path, out_dir: str | Path, *, steps: int, batch_size: int = 8,
-                  lr: float = 1e-3, width: int = 64, seed: int = 0) -> tuple[Path, list[float]]:
+                  lr: float = 1e-3, width: int = 64, guidance: float = 1.0, seed: int = 0) -> tuple[Path, list[float]]:
     data = TripletCache(str(cache_dir))
     channels = data.reader.get(0, "target").shape[0]
     model = demo_flux(in_channels=4 * channels, width=width, text_dim=data.text_seq.shape[-1], seed=seed)
@@ -33,6 +34,7 @@ def pretrain_base(cache_dir: str | Path, out_dir: str | Path, *, steps: int, bat
     g = torch.Generator().manual_seed(seed)
     losses: list[float] = []
     epoch = 0
+    bar = tqdm(total=steps, desc="base (identity edit)", unit="step")
     while len(losses) < steps:
         sampler.set_epoch(epoch)
         for indices in sampler:
@@ -41,15 +43,17 @@ def pretrain_base(cache_dir: str | Path, out_dir: str | Path, *, steps: int, bat
             x = batch.target
             noise = torch.randn(x.shape[0], x.shape[-2] * x.shape[-1] // 4, x.shape[1] * 4, generator=g)
             sigma = sample_sigmas(x.shape[0], g)
-            loss = flow_matching_loss(model, batch, noise, sigma, guidance=1.0)
+            loss = flow_matching_loss(model, batch, noise, sigma, guidance=guidance)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             losses.append(float(loss.detach()))
+            bar.update(1)
             if len(losses) % 100 == 0:
                 log.info("base pretraining step %d/%d loss %.4f", len(losses), steps, np.mean(losses[-100:]))
             if len(losses) >= steps:
                 break
         epoch += 1
+    bar.close()
     model.save_pretrained(str(out_dir))
     return Path(out_dir), losses

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from ..data.images import save_image
 from ..data.triplets import write_triplets
 from .styles import TripletSet
@@ -17,7 +19,7 @@ def write_split(root: Path, name: str, data: TripletSet, *, label_offset: int = 
     (folder / "content").mkdir(parents=True, exist_ok=True)
     (folder / "target").mkdir(parents=True, exist_ok=True)
     records = []
-    for i in range(len(data.labels)):
+    for i in tqdm(range(len(data.labels)), desc=f"write {name}", unit="pair"):
         save_image(data.content[i], folder / "content" / f"{i:05d}.png")
         save_image(data.target[i], folder / "target" / f"{i:05d}.png")
     for i, label in enumerate(data.labels):

@@ -61,3 +61,33 @@ def image_grid(rows: list[np.ndarray], path: str | Path, scale: int = 2) -> Path
     img = Image.fromarray((np.clip(grid, 0, 1) * 255).astype(np.uint8))
     img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST).save(path)
     return Path(path)
+
+
+def labelled_grid(rows: dict[str, np.ndarray], path: str | Path, scale: int = 2, label_width: int = 110) -> Path:
+    """One row per entry ([n, H, W, 3] floats, equal shapes) with its name written left of it."""
+    grid = np.concatenate([np.concatenate(list(r), axis=1) for r in rows.values()], axis=0)
+    img = Image.fromarray((np.clip(grid, 0, 1) * 255).astype(np.uint8))
+    img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
+    out = Image.new("RGB", (img.width + label_width, img.height), "white")
+    out.paste(img, (label_width, 0))
+    draw = ImageDraw.Draw(out)
+    row_height = img.height // len(rows)
+    for k, name in enumerate(rows):
+        draw.text((6, k * row_height + row_height // 2 - 6), name, fill="black")
+    out.save(path)
+    return Path(path)
+
+
+def side_by_side(panels: dict[str, np.ndarray], path: str | Path, gap: int = 16) -> Path:
+    """uint8 RGB images next to each other, each titled with its name."""
+    height = max(p.shape[0] for p in panels.values()) + 24
+    width = sum(p.shape[1] for p in panels.values()) + gap * (len(panels) + 1)
+    out = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(out)
+    x = gap
+    for name, panel in panels.items():
+        draw.text((x, 4), name, fill="black")
+        out.paste(Image.fromarray(panel), (x, 22))
+        x += panel.shape[1] + gap
+    out.save(path)
+    return Path(path)

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from styleexpert_core.config import ProjectorConfig
 from styleexpert_core.losses import LOGIT_SCALE_INIT, image_text_contrastive, label_masked_infonce, supcon
@@ -283,10 +284,13 @@ def main(cfg: Stage1Config) -> dict:
 
     run.projector.train()
     history = []
+    bar = tqdm(total=cfg.steps, initial=step, desc="stage 1", unit="step")
     while step < cfg.steps:
         loss, grad_norm = train_step(run, cfg, step)
         step += 1
         history.append(loss)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}")
         if step % cfg.log_every == 0 or step == cfg.steps:
             mean = float(np.mean(history[-cfg.log_every:]))
             log.info("step %d/%d loss %.4f grad %.3f lr %.2e", step, cfg.steps, mean, grad_norm,
@@ -299,6 +303,7 @@ def main(cfg: Stage1Config) -> dict:
                          metrics["recall@1"], metrics["recall@5"], metrics["recall@10"])
                 metrics_log.write(step=step, split="val", **metrics)
             save(run, out_dir, step)
+    bar.close()
 
     records = metrics_log.read()
     return {"projector": str(out_dir / "projector.safetensors"), "projector_config": run.pconfig,

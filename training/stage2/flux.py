@@ -121,6 +121,12 @@ def pack_latents(z: torch.Tensor) -> torch.Tensor:
     return z.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, (h // 2) * (w // 2), c * 4)
 
 
+def unpack_latents(tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Inverse of pack_latents for a latent of size h x w (sampling turns tokens back into latents)."""
+    b, _, c4 = tokens.shape
+    return tokens.view(b, h // 2, w // 2, c4 // 4, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c4 // 4, h, w)
+
+
 def image_ids(h: int, w: int, *, index: int = 0, row_offset: int = 0,
               device: torch.device | str = "cpu") -> torch.Tensor:
     """[(h/2)(w/2), 3] position ids of a packed latent: (index, row + row_offset, col).
