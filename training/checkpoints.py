@@ -1,4 +1,4 @@
-"""Saving what training produces: native StyleExpert files (via the core) and resume state.
+"""What a training run writes to its out_dir: native StyleExpert files (via the core), resume state, metrics.
 
 * Weights always go to the native format the StyleExpertLoader node reads, through
   ``styleexpert_core.formats.save_native``: a projector-only file after stage 1, an experts
@@ -6,11 +6,13 @@
 * Resume state (optimizer moments, step, sampler and RNG state, auxiliary heads) is a side
   file ``train_state.pt``. It is our own file, written by ``torch.save`` and read back with
   ``torch.load(weights_only=True)``, so no code is ever unpickled.
+* Metrics are an append-only ``metrics.jsonl`` (``MetricsLog``).
 """
 
 from __future__ import annotations
 
-import os
+import json
+import time
 from pathlib import Path
 
 import torch
@@ -20,6 +22,8 @@ from styleexpert_core.config import MoEConfig, ProjectorConfig
 from styleexpert_core.errors import CheckpointError
 from styleexpert_core.formats import StyleExpertCheckpoint, load_checkpoint, save_native
 from styleexpert_core.moe_lora import TENSOR_NAMES, ExpertTensors
+
+from .data.files import atomic_save
 
 STATE_FILE = "train_state.pt"
 MOE_SUFFIX = ".moe."
@@ -32,12 +36,16 @@ def save_projector(path: str | Path, projector: nn.Module, config: ProjectorConf
     return Path(path)
 
 
-def load_projector_file(path: str | Path) -> tuple[dict[str, torch.Tensor], ProjectorConfig]:
-    """Projector tensors and config from a native file (or an official projector file)."""
+def load_projector_checkpoint(path: str | Path) -> StyleExpertCheckpoint:
+    """A native file (or an official projector file) that holds a style projector.
+
+    Build the projector with its ``build_projector()``: that honours the stored configuration,
+    layer order included.
+    """
     ckpt = load_checkpoint(path)
     if ckpt.projector is None:
         raise CheckpointError(f"{path} holds no style projector; give the stage-1 output file.")
-    return ckpt.projector, ckpt.projector_config
+    return ckpt
 
 
 def experts_from_state_dict(state: dict[str, torch.Tensor]) -> dict[str, ExpertTensors]:
@@ -56,7 +64,8 @@ def export_experts(path: str | Path, config: MoEConfig, layers: dict[str, Expert
     """The stage-2 native file; with ``projector_file`` the stage-1 projector goes in the same file."""
     projector = projector_config = None
     if projector_file:
-        projector, projector_config = load_projector_file(projector_file)
+        stage1 = load_projector_checkpoint(projector_file)
+        projector, projector_config = stage1.projector, stage1.projector_config
     info = {"base_model": base_model, "style_token_concat": "true" if style_token_concat else "false",
             "source": "native", "module_naming": "diffusers"}
     save_native(StyleExpertCheckpoint(config, layers, projector, projector_config, info), path)
@@ -64,11 +73,7 @@ def export_experts(path: str | Path, config: MoEConfig, layers: dict[str, Expert
 
 
 def save_state(out_dir: str | Path, state: dict) -> Path:
-    path = Path(out_dir) / STATE_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_save(Path(out_dir) / STATE_FILE, lambda tmp: torch.save(state, tmp))
 
 
 def load_state(out_dir: str | Path) -> dict | None:
@@ -80,3 +85,26 @@ def load_state(out_dir: str | Path) -> dict | None:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # the restricted unpickler raises many types
         raise CheckpointError(f"{path}: cannot read the resume state ({e}); delete it to start over.") from None
+
+
+class MetricsLog:
+    """Append-only JSONL file of training records ({"step": ..., "loss": ...})."""
+
+    def __init__(self, path: str | Path, enabled: bool = True, *, fresh: bool = False) -> None:
+        """``fresh`` starts a new file (a new run); otherwise records are appended (a resumed run)."""
+        self.path = Path(path)
+        self.enabled = enabled
+        self.start = time.time()
+        if fresh and enabled:
+            self.path.unlink(missing_ok=True)
+
+    def write(self, **record) -> None:
+        if self.enabled:
+            record = {"time_s": round(time.time() - self.start, 3), **record}
+            with self.path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def read(self) -> list[dict]:
+        if not self.path.is_file():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]

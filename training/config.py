@@ -1,6 +1,8 @@
-"""Training configuration: one frozen dataclass per script, read from YAML/JSON plus --key=value.
+"""How a command starts: its configuration, its console logging, and the runner of the step CLIs.
 
-    python -m training.train_stage1 training/configs/stage1.yaml --lr=3e-4 --steps=2000
+Training scripts take one frozen dataclass, read from YAML/JSON plus --key=value:
+
+    python -m training.stage1 training/configs/stage1.yaml --lr=3e-4 --steps=2000
 
 Rules (nanoGPT's configurator, made strict):
 * the file is optional; command-line overrides win over it;
@@ -12,22 +14,23 @@ Rules (nanoGPT's configurator, made strict):
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import json
+import logging
+import sys
 import types
 import typing
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
+from .data.errors import ConfigError, StyleExpertError
+
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A configuration file or override that cannot be used as given."""
-
 
 def _convert(key: str, value: Any, annotation: Any) -> Any:
     origin = typing.get_origin(annotation)
@@ -149,3 +152,28 @@ def check(condition: bool, message: str) -> None:
     """For ``__post_init__`` validation: raise ConfigError(message) unless ``condition``."""
     if not condition:
         raise ConfigError(message)
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Console logging for a training script; only entry points call it (libraries never configure logging)."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def run_cli(parser: argparse.ArgumentParser, runners: dict[str, Callable[[argparse.Namespace], dict[str, Any]]],
+            argv: Sequence[str] | None) -> int:
+    """The curate and evaluate CLIs: parse, run, print the JSON summary; user errors -> one line, exit 2."""
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        summary = runners[args.command](args)
+    except (StyleExpertError, ImportError) as e:
+        # ImportError covers optional extras (ray) whose message says what to install.
+        message = " ".join(str(e).split())
+        sys.stderr.write(f"error: {message}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted; re-run the same command to resume where supported\n")
+        return 130
+    sys.stdout.write(json.dumps(summary) + "\n")
+    return 0

@@ -9,7 +9,7 @@ import pytest
 from styleexpert_core.metrics import retrieval_metrics
 from tests.curation.helpers import read_jsonl, save_image, write_jsonl
 from training.curate.cli import main as curate_main
-from training.curate.embeddings import save_embeddings
+from training.data.embeddings import save_embeddings
 from training.evaluate.cli import main as evaluate_main
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ import pytest
 from training.curate.balance import (HierarchyConfig, balance_report, balanced_sample, hierarchical_kmeans,
                                      label_stats, water_fill)
 from training.curate.dedup import DedupConfig, semantic_dedup
-from training.curate.errors import ConfigError, EmbeddingMismatchError
+from training.data.errors import ConfigError, EmbeddingMismatchError
 from training.curate.kmeans import kmeans
 
 

@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from styleexpert_core.errors import CheckpointError
-from training.curate.errors import ConfigError, InputError, MissingWeightsError
+from training.data.errors import ConfigError, InputError, MissingWeightsError
 from training.evaluate.encoders import (AestheticPredictor, CSDEncoder, Preprocess, SiglipMeanPoolEncoder,
                                         StyleExpertEncoder)
 from training.evaluate.loaders import (build_encoder, load_megastyle_encoder, load_siglip_vision,
@@ -60,12 +60,12 @@ def test_megastyle_mismatched_weights_are_refused(tiny_siglip_dir, tmp_path):
         load_siglip_vision(tmp_path / "no_such_model")
 
 
-def _tiny_projector():
+def _tiny_projector(layers=(-2, -11, -20)):
     from styleexpert_core.config import ProjectorConfig
     from styleexpert_core.projector import StyleProjector
 
     torch.manual_seed(2)
-    return StyleProjector(ProjectorConfig(layers=(-2, -11, -20), num_tokens=16, style_tokens=2, width=32, out_dim=4))
+    return StyleProjector(ProjectorConfig(layers=layers, num_tokens=16, style_tokens=2, width=32, out_dim=4))
 
 
 def test_styleexpert_encoder_feeds_hf_hidden_states_to_the_projector(tiny_siglip):
@@ -80,13 +80,15 @@ def test_styleexpert_encoder_feeds_hf_hidden_states_to_the_projector(tiny_siglip
     torch.testing.assert_close(out, expected)
 
 
-def test_styleexpert_encoder_from_a_native_checkpoint(tiny_siglip_dir, tmp_path):
+@pytest.mark.parametrize("layers", [(-2, -11, -20), (-20, -11, -2)])  # the official order, and a stored other one
+def test_styleexpert_encoder_from_a_native_checkpoint(tiny_siglip_dir, tmp_path, layers):
     from styleexpert_core.formats import StyleExpertCheckpoint, save_native
 
-    projector = _tiny_projector()
+    projector = _tiny_projector(layers)
     ckpt = StyleExpertCheckpoint(projector=projector.state_dict(), projector_config=projector.config)
     save_native(ckpt, tmp_path / "projector.safetensors")
     encoder = load_styleexpert_encoder(tiny_siglip_dir, tmp_path / "projector.safetensors")
+    assert encoder.projector.config.layers == layers
     images = _images(2)
     direct = StyleExpertEncoder(load_siglip_vision(tiny_siglip_dir), projector).encode(images)
     torch.testing.assert_close(encoder.encode(images), direct)

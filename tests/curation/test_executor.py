@@ -3,7 +3,7 @@ import sys
 import pytest
 
 from training.curate.executor import LocalExecutor, RayDataExecutor, collect, make_executor
-from training.curate.errors import ConfigError
+from training.data.errors import ConfigError
 
 
 def _square_all(batch):

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from tests.curation.helpers import write_jsonl
-from training.curate.embeddings import aligned_embeddings, load_aligned, load_embeddings, save_embeddings
-from training.curate.errors import (EmbeddingError, EmbeddingMismatchError, LabelError, ManifestError,
+from training.data.embeddings import aligned_embeddings, load_aligned, load_embeddings, save_embeddings
+from training.data.errors import (EmbeddingError, EmbeddingMismatchError, LabelError, ManifestError,
                                     MissingFileError)
-from training.curate.manifest import read_manifest, write_manifest
+from training.data.manifest import read_manifest, write_manifest
 
 
 def test_bad_json_line_names_the_line(tmp_path):

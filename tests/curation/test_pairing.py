@@ -3,7 +3,7 @@ import json
 import pytest
 
 from tests.curation.helpers import read_jsonl
-from training.curate.errors import ConfigError, ResumeConflictError
+from training.data.errors import ConfigError, ResumeConflictError
 from training.curate.pairing import (PairingConfig, PromptItem, inputs_fingerprint, pair_prompts, run_generation,
                                      write_job_shards)
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from training.curate.errors import ConfigError, EmbeddingMismatchError
+from training.data.errors import ConfigError, EmbeddingMismatchError
 from training.curate.references import ReferenceConfig, select_style_references
 
 

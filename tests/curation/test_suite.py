@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from tests.curation.helpers import save_image, write_jsonl
-from training.curate.errors import InputError, MissingFileError
+from training.data.errors import InputError, MissingFileError
 from training.evaluate.encoders import AestheticPredictor, SiglipMeanPoolEncoder
 from training.evaluate.suite import discover_triples, score_triples, summarise, write_suite_outputs
 

@@ -1,9 +1,9 @@
 import pytest
 
 from tests.curation.helpers import read_jsonl, save_image, write_jsonl
-from training.curate.errors import LabelError, MissingWeightsError, VLMOutputError
+from training.data.errors import LabelError, MissingWeightsError, VLMOutputError
 from training.curate.executor import LocalExecutor
-from training.curate.manifest import read_manifest
+from training.data.manifest import read_manifest
 from training.curate.vlm import (CONTENT_CAPTION_PROMPT, QUALITY_PROMPT, STYLE_CAPTION_PROMPT, QualityThresholds,
                                  clean_caption, judge, parse_scores)
 from training.curate.vlm_steps import caption_manifest, filter_manifest

@@ -17,11 +17,11 @@ pytestmark = pytest.mark.comfyui
 def test_training_export_loads_and_applies(pack, comfy):
     from training.checkpoints import experts_from_state_dict, export_experts
     from training.demo.backbones import demo_flux
-    from training.flux import resolve_targets
+    from training.stage2.flux import moe_target_modules
 
     model = demo_flux(width=64, double=2, single=2, text_dim=16)  # same widths as the tiny ComfyUI Flux
     config = MoEConfig(num_experts=4, rank=2, top_k=2, cond_dim=24, alignment="paper")
-    targets = resolve_targets(model, "attention")
+    targets = moe_target_modules(model, "attention")
     _, wrapped = inject_moe(model, targets, config)
     with torch.no_grad():
         for layer in wrapped.values():

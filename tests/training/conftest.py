@@ -10,10 +10,10 @@ import torch
 
 from styleexpert_core.config import ProjectorConfig
 from styleexpert_core.projector import StyleProjector
-from training.backbones import ProjectedStyle
 from training.checkpoints import save_projector
+from training.data.backbones import ProjectedStyle
 from training.data.cache import TripletCacheSpec, cache_style_hidden, cache_triplets
-from training.data.manifest import read_manifest
+from training.data.triplets import read_triplets
 from training.demo.backbones import ByteStyleText, ByteText, PatchVAE, demo_flux, gabor_siglip
 from training.demo.dataset import write_split
 from training.demo.styles import make_triplets, sample_styles
@@ -47,7 +47,7 @@ def build_tiny(root):
     manifest = write_split(root / "data", "train", make_triplets(styles, 4, size=SIZE, seed=1, colour_jitter=0.5))
     val_manifest = write_split(root / "data", "val", make_triplets(styles, 2, size=SIZE, seed=2))
     siglip = gabor_siglip(width=16, image_size=SIZE, patch=8)
-    stage1_cache = cache_style_hidden(read_manifest(manifest), siglip, root / "cache1", style_text=ByteStyleText(16),
+    stage1_cache = cache_style_hidden(read_triplets(manifest), siglip, root / "cache1", style_text=ByteStyleText(16),
                                       shard_size=10, batch_size=8)
     torch.manual_seed(0)
     pconfig = ProjectorConfig(layers=siglip.layers, num_tokens=16, width=16, style_tokens=2, out_dim=4)
@@ -55,9 +55,9 @@ def build_tiny(root):
     projector_file = save_projector(root / "projector.safetensors", projector, pconfig)
     style = ProjectedStyle(siglip, projector)
     spec = TripletCacheSpec(bucket_side=SIZE)
-    stage2_cache = cache_triplets(read_manifest(manifest), PatchVAE(), ByteText(16, 16, 4), style, root / "cache2",
+    stage2_cache = cache_triplets(read_triplets(manifest), PatchVAE(), ByteText(16, 16, 4), style, root / "cache2",
                                   spec=spec, shard_size=10, batch_size=4, dtype=torch.float32)
-    val_cache = cache_triplets(read_manifest(val_manifest), PatchVAE(), ByteText(16, 16, 4), style, root / "cache2v",
+    val_cache = cache_triplets(read_triplets(val_manifest), PatchVAE(), ByteText(16, 16, 4), style, root / "cache2v",
                                spec=spec, shard_size=10, batch_size=4, dtype=torch.float32)
     flux_dir = root / "flux"
     demo_flux(width=32, double=1, single=1, text_dim=16).save_pretrained(str(flux_dir))

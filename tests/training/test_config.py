@@ -2,9 +2,10 @@
 
 import pytest
 
-from training.config import ConfigError, load_config
-from training.train_stage1 import Stage1Config
-from training.train_stage2 import Stage2Config
+from training.config import load_config
+from training.data.errors import ConfigError
+from training.stage1.train import Stage1Config
+from training.stage2.train import Stage2Config
 
 
 def test_file_then_overrides(tmp_path):

@@ -10,7 +10,8 @@ import torch
 from training.data.buckets import KONTEXT_RESOLUTIONS, BucketBatchSampler, assign_bucket, bucket_table
 from training.data.cache import CacheReader, cache_style_hidden
 from training.data.images import load_batch, save_image
-from training.data.manifest import ManifestError, read_manifest
+from training.data.errors import ManifestError, MissingFileError
+from training.data.triplets import read_triplets
 from training.data.samplers import PKSampler
 from training.demo.backbones import gabor_siglip
 
@@ -31,26 +32,29 @@ def write(folder, records):
 
 
 @pytest.mark.parametrize("bad, line_field, expected", [
-    ("{not json", "m.jsonl:2", "invalid JSON"),
-    ({**GOOD, "traget": "t.png"}, "m.jsonl:2: field 'traget'", "unknown field"),
-    ({k: v for k, v in GOOD.items() if k != "prompt"}, "m.jsonl:2: field 'prompt'", "missing"),
-    ({**GOOD, "style_label": 3}, "m.jsonl:2: field 'style_label'", "expected a string, got 3"),
-    ({**GOOD, "content": "/abs/c.png"}, "m.jsonl:2: field 'content'", "relative"),
-    ({**GOOD, "target": "t.txt"}, "m.jsonl:2: field 'target'", "expected an image file"),
-    ({**GOOD, "style": "missing.png"}, "m.jsonl:2: field 'style'", "does not exist"),
-    ({**GOOD, "style_label": " "}, "m.jsonl:2: field 'style_label'", "non-empty"),
+    ("{not json", "m.jsonl, line 2", "not valid JSON"),
+    ("[1, 2]", "m.jsonl, line 2", "expected a JSON object"),
+    ({**GOOD, "traget": "t.png"}, "m.jsonl, line 2, field 'traget'", "unknown field"),
+    ({k: v for k, v in GOOD.items() if k != "prompt"}, "m.jsonl, line 2, field 'prompt'", "missing"),
+    ({**GOOD, "style_label": 3}, "m.jsonl, line 2, field 'style_label'", "expected a string, got 3"),
+    ({**GOOD, "content": "/abs/c.png"}, "m.jsonl, line 2, field 'content'", "relative"),
+    ({**GOOD, "target": "t.txt"}, "m.jsonl, line 2, field 'target'", "expected an image file"),
+    ({**GOOD, "style": "missing.png"}, "m.jsonl, line 2, field 'style'", "does not exist"),
+    ({**GOOD, "style_label": " "}, "m.jsonl, line 2, field 'style_label'", "non-empty"),
 ])
 def test_bad_manifest_lines_name_line_field_and_expectation(folder, bad, line_field, expected):
     with pytest.raises(ManifestError) as err:
-        read_manifest(write(folder, [GOOD, bad]))
+        read_triplets(write(folder, [GOOD, bad]))
     assert line_field in str(err.value) and expected in str(err.value)
 
 
 def test_good_manifest_resolves_paths_relative_to_the_file(folder):
-    (t,) = read_manifest(write(folder, [GOOD, ""]))
+    (t,) = read_triplets(write(folder, [GOOD, ""]))
     assert t.content == folder / "c.png" and t.style_prompt == "ink" and t.line == 1
-    with pytest.raises(ManifestError, match="not found"):
-        read_manifest(folder / "nope.jsonl")
+    with pytest.raises(MissingFileError, match="nope.jsonl"):
+        read_triplets(folder / "nope.jsonl")
+    with pytest.raises(ManifestError, match="no triplets"):
+        read_triplets(write(folder, [""]))
 
 
 def test_unreadable_image_is_named(folder):
@@ -94,7 +98,7 @@ def test_pk_sampler_guarantees_positives():
 
 
 def test_cache_resumes_and_refuses_other_settings(tiny, tmp_path):
-    triplets = read_manifest(tiny["manifest"])
+    triplets = read_triplets(tiny["manifest"])
     siglip = gabor_siglip(width=16, image_size=32)
     out = cache_style_hidden(triplets, siglip, tmp_path / "c", shard_size=10, batch_size=8)
     shards = sorted(out.glob("shard-*.safetensors"))
@@ -116,13 +120,53 @@ def test_cache_resumes_and_refuses_other_settings(tiny, tmp_path):
 
 
 def test_cache_command_line_stage1(tiny, tmp_path):
-    from training.cache import main
+    from training.stage1.cache import main
 
     tiny["siglip"].model.save_pretrained(tmp_path / "siglip")
-    main(["stage1", f"--manifest={tiny['manifest']}", f"--siglip={tmp_path / 'siglip'}", f"--out={tmp_path / 'c'}",
+    main([f"--manifest={tiny['manifest']}", f"--siglip={tmp_path / 'siglip'}", f"--out={tmp_path / 'c'}",
           "--dtype=float32"])
     reader = CacheReader(tmp_path / "c", kind="style_hidden")
     reference = CacheReader(tiny["stage1_cache"]).get(3, "hidden").float()
     assert torch.allclose(reader.get(3, "hidden"), reference, atol=1e-2)
-    with pytest.raises(ValueError, match="usage"):
-        main(["stage3"])
+    with pytest.raises(ValueError, match="unknown option 'manfest'. Did you mean manifest"):
+        main(["--manfest=x"])
+
+
+def test_stage2_cache_builds_the_projector_from_its_stored_layer_order(tiny, tmp_path):
+    """A stage-1 file whose projector reads layers (-20, -11, -2): SigLIP is tapped there, in that order."""
+    from styleexpert_core.config import ProjectorConfig
+    from styleexpert_core.projector import StyleProjector
+    from training.checkpoints import save_projector
+    from training.stage2.cache import projected_style
+
+    siglip = tiny["siglip"]
+    siglip.model.save_pretrained(tmp_path / "siglip")
+    torch.manual_seed(1)
+    pconfig = ProjectorConfig(layers=(-20, -11, -2), num_tokens=16, width=16, style_tokens=2, out_dim=4)
+    projector = StyleProjector(pconfig).eval()
+    save_projector(tmp_path / "projector.safetensors", projector, pconfig)
+
+    style = projected_style(str(tmp_path / "siglip"), str(tmp_path / "projector.safetensors"))
+    assert style.siglip.layers == (-20, -11, -2) and style.projector.config == pconfig
+    images = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        hidden = siglip.model(pixel_values=(images - 0.5) / 0.5, output_hidden_states=True).hidden_states
+        expected = projector(tuple(hidden))  # the projector picks its own layers, in its own order
+    torch.testing.assert_close(style.encode_style_latent(images), expected)
+
+
+def test_atomic_save_replaces_whole_files_and_cleans_up_on_failure(tmp_path):
+    from training.data.files import atomic_save, read_jsonl, write_jsonl
+
+    path = tmp_path / "sub" / "rows.jsonl"
+    assert write_jsonl(path, [{"a": 1}, {"b": "é"}]) == 2
+    assert read_jsonl(path) == [(1, {"a": 1}), (2, {"b": "é"})]
+
+    def fail(tmp):
+        tmp.write_text("half a file")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_save(path, fail)
+    assert read_jsonl(path) == [(1, {"a": 1}), (2, {"b": "é"})]  # the old file is untouched
+    assert sorted(p.name for p in path.parent.iterdir()) == ["rows.jsonl"]  # no temporary file left

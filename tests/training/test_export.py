@@ -6,7 +6,7 @@ from styleexpert_core.config import MoEConfig
 from styleexpert_core.formats import load_checkpoint, load_native
 from styleexpert_core.moe_lora import ExpertTensors
 from training.checkpoints import export_experts
-from training.export import merge
+from training.stage2.export import merge
 
 
 def test_merge_round_trip(tiny, tmp_path):

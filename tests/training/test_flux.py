@@ -5,16 +5,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.flow_matching import KontextBatch, flow_matching_loss, sample_sigmas
-from training.flux import BUNDLED_CONFIG_DIR, image_ids, load_transformer, pack_latents, resolve_targets, unpack_latents
+from training.stage2.flow_matching import KontextBatch, flow_matching_loss, sample_sigmas
+from training.stage2.flux import BUNDLED_CONFIG_DIR, image_ids, load_transformer, moe_target_modules, pack_latents
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_pack_unpack_and_kontext_ids():
+def test_pack_and_kontext_ids():
     z = torch.randn(2, 4, 6, 8)
     tokens = pack_latents(z)
-    assert tokens.shape == (2, 12, 16) and torch.equal(unpack_latents(tokens, 6, 8), z)
+    assert tokens.shape == (2, 12, 16)
+    # token (row i, col j) holds the 2x2 patch at (2i, 2j), channel-major: row 1, col 2 is token 1 * 4 + 2
+    assert torch.equal(tokens[:, 0], z[:, :, :2, :2].reshape(2, 16))
+    assert torch.equal(tokens[:, 6], z[:, :, 2:4, 4:6].reshape(2, 16))
     ids = image_ids(6, 8, index=2, row_offset=64)
     assert ids.shape == (12, 3) and ids[:, 0].eq(2).all() and ids[:, 1].min() == 64 and ids[-1].tolist() == [2, 66, 3]
     with pytest.raises(ValueError, match="even"):
@@ -23,18 +26,18 @@ def test_pack_unpack_and_kontext_ids():
 
 def test_target_specs(tmp_path):
     model = load_transformer("tiny")  # 1 double + 1 single block
-    assert len(resolve_targets(model, "attention")) == 8 + 3
-    assert "single_transformer_blocks.0.proj_mlp" in resolve_targets(model, "attention+mlp")
-    assert resolve_targets(model, "re:.*to_q") == ["transformer_blocks.0.attn.to_q",
+    assert len(moe_target_modules(model, "attention")) == 8 + 3
+    assert "single_transformer_blocks.0.proj_mlp" in moe_target_modules(model, "attention+mlp")
+    assert moe_target_modules(model, "re:.*to_q") == ["transformer_blocks.0.attn.to_q",
                                                    "single_transformer_blocks.0.attn.to_q"]
     csv = tmp_path / "modules.csv"
     csv.write_text("base_key,rank\ntransformer.transformer_blocks.0.attn.to_k,8\n")
-    assert resolve_targets(model, f"csv:{csv}") == ["transformer_blocks.0.attn.to_k"]
+    assert moe_target_modules(model, f"csv:{csv}") == ["transformer_blocks.0.attn.to_k"]
     with pytest.raises(ValueError, match="unknown target spec"):
-        resolve_targets(model, "everything")
+        moe_target_modules(model, "everything")
     csv.write_text("base_key\ntransformer.transformer_blocks.7.attn.to_k\n")
     with pytest.raises(ValueError, match="not Flux linear layers of this model"):
-        resolve_targets(model, f"csv:{csv}")
+        moe_target_modules(model, f"csv:{csv}")
 
 
 def test_bundled_kontext_config_describes_the_real_model():
@@ -44,8 +47,8 @@ def test_bundled_kontext_config_describes_the_real_model():
     assert (config["num_layers"], config["num_single_layers"], config["guidance_embeds"]) == (19, 38, True)
     with torch.device("meta"):
         model = FluxTransformer2DModel.from_config(config)
-    assert len(resolve_targets(model, "attention")) == 266
-    assert len(resolve_targets(model, "attention+mlp")) == 418
+    assert len(moe_target_modules(model, "attention")) == 266
+    assert len(moe_target_modules(model, "attention+mlp")) == 418
 
 
 def test_load_errors(tmp_path):
@@ -78,7 +81,7 @@ def test_flow_matching_loss_uses_reference_tokens():
 def test_accelerate_configs_parse(name, kind):
     from accelerate.commands.config.config_args import load_config_from_file
 
-    config = load_config_from_file(str(REPO / "configs" / name))
+    config = load_config_from_file(str(REPO / "training" / "configs" / name))
     assert config.distributed_type.value == kind and config.mixed_precision == "bf16"
     if kind == "DEEPSPEED":
         assert config.deepspeed_config["zero_stage"] == 2

@@ -6,7 +6,7 @@ import torch
 from safetensors import safe_open
 
 from styleexpert_core.formats import load_native
-from training.train_stage1 import Stage1Config, main
+from training.stage1.train import Stage1Config, main
 
 SMALL = dict(style_tokens=2, out_dim=4, styles_per_batch=3, images_per_style=2, val_fraction=0.34,
              steps=2, eval_every=1, log_every=1, warmup_steps=1)

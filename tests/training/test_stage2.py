@@ -13,13 +13,13 @@ from safetensors import safe_open
 
 from styleexpert_core.formats import load_checkpoint, load_native
 from styleexpert_core.moe_lora import inject_moe
-from training.checkpoints import experts_from_state_dict
+from training.checkpoints import experts_from_state_dict, load_projector_checkpoint
+from training.data.backbones import ProjectedStyle
 from training.data.cache import TripletCacheSpec, cache_triplets
-from training.data.manifest import read_manifest
+from training.data.triplets import read_triplets
 from training.demo.backbones import ByteText, PatchVAE
-from training.backbones import ProjectedStyle
-from training.flux import load_transformer, resolve_targets
-from training.train_stage2 import Stage2Config, main
+from training.stage2.flux import load_transformer, moe_target_modules
+from training.stage2.train import Stage2Config, main
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = dict(num_experts=4, rank=2, top_k=2, steps=2, batch_size=2, log_every=1, eval_every=2, eval_batches=2,
@@ -35,7 +35,7 @@ def run(tiny, out, **kw):
 def test_two_steps_export_native_file_with_projector(tiny, tmp_path):
     result = run(tiny, tmp_path / "s2")
     ckpt = load_native(result["checkpoint"])
-    targets = resolve_targets(load_transformer(str(tiny["flux"])), "attention")
+    targets = moe_target_modules(load_transformer(str(tiny["flux"])), "attention")
     assert sorted(ckpt.layers) == sorted(targets) and len(targets) == 8 + 3  # 1 double + 1 single block
     assert ckpt.config.to_dict() == {"num_experts": 4, "rank": 2, "top_k": 2, "cond_dim": 24,
                                      "alignment": "paper", "scale_rule": "official"}
@@ -74,21 +74,13 @@ def test_official_alignment_continues_from_a_checkpoint_and_checkpointing_trains
 
 
 def test_style_reference_tokens(tiny, tmp_path):
-    triplets = read_manifest(tiny["manifest"])[:8]
-    style = ProjectedStyle(tiny["siglip"], load_projector(tiny))
+    triplets = read_triplets(tiny["manifest"])[:8]
+    style = ProjectedStyle(tiny["siglip"], load_projector_checkpoint(tiny["projector"]).build_projector())
     cache = cache_triplets(triplets, PatchVAE(), ByteText(16, 16, 4), style, tmp_path / "c",
                            spec=TripletCacheSpec(32, style_reference_latents=True), dtype=torch.float32)
     result = main(Stage2Config(cache_dir=str(cache), model=str(tiny["flux"]), out_dir=str(tmp_path / "o"),
                                style_tokens=True, **SMALL))
     assert load_native(result["checkpoint"]).info["style_token_concat"] == "true"
-
-
-def load_projector(tiny):
-    from training.checkpoints import load_projector_file
-    from styleexpert_core.projector import build_projector
-
-    state, _ = load_projector_file(tiny["projector"])
-    return build_projector(state, "test")
 
 
 def test_two_process_gloo_ranks_stay_in_sync(tiny, tmp_path):
@@ -98,7 +90,7 @@ def test_two_process_gloo_ranks_stay_in_sync(tiny, tmp_path):
         port = s.getsockname()[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-           "-m", "training.train_stage2", f"--cache_dir={tiny['stage2_cache']}", f"--model={tiny['flux']}",
+           "-m", "training.stage2", f"--cache_dir={tiny['stage2_cache']}", f"--model={tiny['flux']}",
            f"--out_dir={out}", "--num_experts=4", "--rank=2", "--steps=3", "--batch_size=2", "--lr=1e-2",
            "--warmup_steps=1", "--sync_check=true", "--device=cpu"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)

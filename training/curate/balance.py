@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .embeddings import l2_normalise
-from .errors import ConfigError
+from ..data.embeddings import l2_normalise
+from ..data.errors import ConfigError
 from .kmeans import kmeans
 
 STRATEGIES = ("random", "closest")

@@ -8,16 +8,12 @@ prints one ``error: ...`` line to stderr and exits with status 2.
 from __future__ import annotations
 
 import argparse
-import json
-import logging
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, StyleExpertError
-
-logger = logging.getLogger(__name__)
+from ..config import run_cli
+from ..data.errors import ConfigError
 
 DESCRIPTION = """Data curation for StyleExpert / MegaStyle training sets.
 
@@ -63,12 +59,7 @@ def _add_vlm(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=int, default=128)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training.curate", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="<step>")
-    fmt = argparse.HelpFormatter  # wraps the long step descriptions
-
+def _add_select_references(sub, fmt) -> None:
     p = sub.add_parser("select-references", formatter_class=fmt, help="choose same-style references",
                        description="For each record, choose the record of the same style with a different content id "
                        "that maximises style_cos - lambda * content_cos. Never the record itself; among scores "
@@ -83,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output JSONL manifest")
     _add_common(p)
 
+
+def _add_dedup(sub, fmt) -> None:
     p = sub.add_parser("dedup", formatter_class=fmt, help="semantic dedup inside k-means clusters",
                        description="Cluster L2-normalised embeddings with k-means, then inside each cluster visit "
                        "records in manifest order and drop any whose cosine similarity to an already kept record "
@@ -98,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, required=True, help="dropped records (JSONL)")
     _add_common(p)
 
+
+def _add_balance(sub, fmt) -> None:
     p = sub.add_parser("balance", formatter_class=fmt, help="hierarchical k-means balanced sampling",
                        description="Build a k-means hierarchy (level 1 clusters the records, level l clusters the "
                        "level l-1 centroids), then split --target top-down with water-filling quotas "
@@ -116,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, required=True, help="statistics (JSON)")
     _add_common(p)
 
+
+def _add_pair_prompts(sub, fmt) -> None:
     p = sub.add_parser("pair-prompts", formatter_class=fmt, help="style x content generation jobs",
                        description="Pair each style prompt with --per-style distinct content prompts (a seeded draw "
                        "that depends only on the seed and the style id) and write jobs as JSONL shards plus plan.json. "
@@ -132,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", type=Path, required=True)
     _add_common(p)
 
+
+def _add_caption(sub, fmt) -> None:
     p = sub.add_parser("caption", formatter_class=fmt, help="style-only / content-only VLM captions",
                        description="Ask a local vision-language model for a caption that describes only the style "
                        "(--kind style) or only the content (--kind content) of each image. Appends "
@@ -144,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_executor(p)
     _add_common(p)
 
+
+def _add_filter(sub, fmt) -> None:
     p = sub.add_parser("filter", formatter_class=fmt, help="VLM quality filter for stylised triples",
                        description="Show the model (content_image, style_image, output_image) and parse 0-10 scores "
                        "for stylisation, layout and identity (JSON or 'key: score' lines). Records whose scores "
@@ -160,6 +161,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_vlm(p)
     _add_executor(p)
     _add_common(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training.curate", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="<step>")
+    fmt = argparse.HelpFormatter  # wraps the long step descriptions
+    for add_step in (_add_select_references, _add_dedup, _add_balance, _add_pair_prompts, _add_caption,
+                     _add_filter):
+        add_step(sub, fmt)
     return parser
 
 
@@ -167,8 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_select_references(args: argparse.Namespace) -> dict[str, Any]:
-    from .embeddings import load_aligned
-    from .manifest import read_manifest, write_manifest
+    from ..data.embeddings import load_aligned
+    from ..data.manifest import read_manifest, write_manifest
     from .references import ReferenceConfig, select_style_references
 
     config = ReferenceConfig(content_weight=args.content_weight)
@@ -193,8 +204,9 @@ def run_select_references(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_dedup(args: argparse.Namespace) -> dict[str, Any]:
     from .dedup import DedupConfig, semantic_dedup
-    from .embeddings import load_aligned
-    from .manifest import read_manifest, write_jsonl, write_manifest
+    from ..data.embeddings import load_aligned
+    from ..data.files import write_jsonl
+    from ..data.manifest import read_manifest, write_manifest
 
     config = DedupConfig(similarity_threshold=args.threshold, n_clusters=args.clusters, seed=args.seed)
     manifest = read_manifest(args.manifest)
@@ -207,8 +219,9 @@ def run_dedup(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_balance(args: argparse.Namespace) -> dict[str, Any]:
     from .balance import HierarchyConfig, balance_report, balanced_sample, hierarchical_kmeans
-    from .embeddings import load_aligned
-    from .manifest import read_manifest, write_json, write_manifest
+    from ..data.embeddings import load_aligned
+    from ..data.files import write_json
+    from ..data.manifest import read_manifest, write_manifest
 
     config = HierarchyConfig(level_sizes=args.levels, seed=args.seed)
     manifest = read_manifest(args.manifest)
@@ -258,7 +271,7 @@ def _vlm(args: argparse.Namespace):
 
 
 def run_caption(args: argparse.Namespace) -> dict[str, Any]:
-    from .manifest import read_manifest
+    from ..data.manifest import read_manifest
     from .vlm_steps import caption_manifest
 
     manifest = read_manifest(args.manifest)
@@ -270,7 +283,7 @@ def run_caption(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_filter(args: argparse.Namespace) -> dict[str, Any]:
-    from .manifest import read_manifest
+    from ..data.manifest import read_manifest
     from .vlm import QualityThresholds
     from .vlm_steps import QUALITY_IMAGE_FIELDS, filter_manifest
 
@@ -293,26 +306,6 @@ RUNNERS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "caption": run_caption,
     "filter": run_filter,
 }
-
-
-def run_cli(parser: argparse.ArgumentParser, runners: dict[str, Callable[[argparse.Namespace], dict[str, Any]]],
-            argv: Sequence[str] | None) -> int:
-    """Shared by both CLIs: parse, run, print the JSON summary; user errors -> one line, exit 2."""
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    try:
-        summary = runners[args.command](args)
-    except (StyleExpertError, ImportError) as e:
-        # ImportError covers optional extras (ray) whose message says what to install.
-        message = " ".join(str(e).split())
-        sys.stderr.write(f"error: {message}\n")
-        return 2
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted; re-run the same command to resume where supported\n")
-        return 130
-    sys.stdout.write(json.dumps(summary) + "\n")
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from tqdm import tqdm
 
-from .errors import ConfigError
+from ..data.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ConfigError
+from ..data.errors import ConfigError
 
 _CHUNK = 4096  # rows per distance block: bounds memory at chunk x k floats
 

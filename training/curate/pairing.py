@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, ResumeConflictError
+from ..data.errors import ConfigError, ResumeConflictError
+from ..data.files import write_json, write_jsonl
+from ..data.manifest import read_manifest
 from .executor import Executor, LocalExecutor
-from .manifest import read_manifest, write_json, write_jsonl
 from .resume import run_resumable
 
 logger = logging.getLogger(__name__)

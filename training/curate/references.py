@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from .embeddings import l2_normalise, require_same_count
-from .errors import ConfigError, EmbeddingMismatchError
+from ..data.embeddings import l2_normalise, require_same_count
+from ..data.errors import ConfigError, EmbeddingMismatchError
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ManifestError
+from ..data.errors import ManifestError
 from .executor import Executor
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from .errors import ConfigError, LabelError, VLMOutputError
+from ..data.errors import ConfigError, LabelError, VLMOutputError
 
 SCORE_KEYS = ("stylisation", "layout", "identity")
 SCORE_RANGE = (0.0, 10.0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..data.manifest import Manifest, write_manifest
 from .executor import Executor
-from .manifest import Manifest, write_manifest
 from .resume import read_results, run_resumable
 from .vlm import CaptionWorker, QualityThresholds, QualityWorker, VisionLanguageModel, caption_request
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .local_weights import check_local_weights
+from ..data.errors import ConfigError
+from ..data.local_weights import check_local_weights
 from .vlm import VLMRequest
 
 logger = logging.getLogger(__name__)
@@ -56,9 +56,9 @@ class TransformersVLM:
         return [self._generate_one(r) for r in requests]
 
     def _generate_one(self, request: VLMRequest) -> str:
-        from .images import load_rgb
+        from ..data.images import open_image
 
-        content: list[dict[str, Any]] = [{"type": "image", "image": load_rgb(p)} for p in request.images]
+        content: list[dict[str, Any]] = [{"type": "image", "image": open_image(p)} for p in request.images]
         content.append({"type": "text", "text": request.prompt})
         inputs = self._processor.apply_chat_template(
             [{"role": "user", "content": content}],

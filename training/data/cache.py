@@ -14,9 +14,9 @@ Two caches, one layout:
   latent of the reference through the *frozen* stage-1 projector, and the Flux text
   embeddings of each unique prompt.
 
-Resumable: a shard that is already on disk with the same fingerprint is skipped, shards are
-written to a temporary name and renamed, and a cache whose fingerprint differs (other
-manifest, models or settings) is refused instead of being mixed.
+Resumable: a shard that is already on disk with the same fingerprint is skipped, shards and
+text files are written whole or not at all (``files.atomic_save``), and a cache whose
+fingerprint differs (other manifest, models or settings) is refused instead of being mixed.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,10 +36,11 @@ from tqdm.auto import tqdm
 
 from styleexpert_core.errors import InputError
 
-from ..backbones import LatentEncoder, ProjectedStyle, StyleHiddenEncoder, StyleTextEncoder, TextEncoder
+from .backbones import LatentEncoder, ProjectedStyle, StyleHiddenEncoder, StyleTextEncoder, TextEncoder
 from .buckets import assign_bucket, bucket_table
+from .files import atomic_save
 from .images import image_size, load_batch, load_square
-from .manifest import Triplet, style_images
+from .triplets import Triplet, style_images
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
@@ -104,10 +104,8 @@ def write_sharded(out_dir: str | Path, kind: str, items: list[dict], encode: Enc
                     keep = torch.float32 if field in fp32_fields else dtype
                     tensors[f"{first + start + j}.{field}"] = value.to(keep).contiguous()
             bar.update(len(batch))
-        path = _shard_path(out_dir, shard)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(tmp), metadata={"fingerprint": fp})
-        os.replace(tmp, path)
+        atomic_save(_shard_path(out_dir, shard),
+                    lambda tmp: save_file(tensors, str(tmp), metadata={"fingerprint": fp}))
     bar.close()
     return out_dir
 
@@ -120,7 +118,7 @@ class CacheReader:
         index_path = self.dir / INDEX
         if not index_path.is_file():
             raise InputError(f"{self.dir} is not a feature cache (no {INDEX}); run the caching pass first "
-                             "(python -m training.cache --help).")
+                             "(python -m training.stage1.cache or python -m training.stage2.cache).")
         self.index = json.loads(index_path.read_text())
         if kind and self.index.get("kind") != kind:
             raise InputError(f"{self.dir} is a '{self.index.get('kind')}' cache, expected '{kind}'.")
@@ -144,9 +142,6 @@ class CacheReader:
 
     def stack(self, indices, field: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return torch.stack([self.get(int(i), field) for i in indices]).to(dtype)
-
-    def has_field(self, field: str) -> bool:
-        return field in self.index.get("fields", [])
 
     def text(self) -> dict[str, torch.Tensor]:
         path = self.dir / TEXT_FILE
@@ -183,7 +178,8 @@ def cache_style_hidden(triplets: list[Triplet], siglip: StyleHiddenEncoder, out_
     if style_text is not None and not _shard_done(out / TEXT_FILE, fp):
         emb = torch.cat([style_text.encode_style_text(prompts[i:i + batch_size])
                          for i in range(0, len(prompts), batch_size)])
-        save_file({"style_text": emb.float().contiguous()}, str(out / TEXT_FILE), metadata={"fingerprint": fp})
+        tensors = {"style_text": emb.float().contiguous()}
+        atomic_save(out / TEXT_FILE, lambda tmp: save_file(tensors, str(tmp), metadata={"fingerprint": fp}))
     return out
 
 
@@ -244,6 +240,6 @@ def cache_triplets(triplets: list[Triplet], vae: LatentEncoder, text: TextEncode
             emb = text.encode_text(prompts[i:i + batch_size])
             seqs.append(emb.seq)
             pooled.append(emb.pooled)
-        save_file({"seq": torch.cat(seqs).to(dtype).contiguous(), "pooled": torch.cat(pooled).to(dtype).contiguous()},
-                  str(out / TEXT_FILE), metadata={"fingerprint": fp})
+        tensors = {"seq": torch.cat(seqs).to(dtype).contiguous(), "pooled": torch.cat(pooled).to(dtype).contiguous()}
+        atomic_save(out / TEXT_FILE, lambda tmp: save_file(tensors, str(tmp), metadata={"fingerprint": fp}))
     return out

@@ -2,25 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from styleexpert_core.errors import InputError
+from .errors import InputError, MissingFileError
+
+T = TypeVar("T")
+
+
+def _read(path: str | Path, action: Callable[[Image.Image], T]) -> T:
+    """``action`` on the opened file, with errors that name the file and say what to do."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(
+            f"Image not found: {path}. Check the path in the manifest (relative to the manifest file).")
+    try:
+        with Image.open(path) as im:
+            return action(im)
+    except (UnidentifiedImageError, OSError) as e:
+        raise InputError(f"image {path} cannot be read ({e}); is it a valid PNG/JPEG/WebP? "
+                         "Re-export it as PNG or JPEG.") from None
 
 
 def open_image(path: str | Path) -> Image.Image:
-    """An RGB PIL image, with an error naming the file when it is missing or unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"image {path} not found.")
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except (UnidentifiedImageError, OSError) as e:
-        raise InputError(f"image {path} cannot be read ({e}); is it a valid PNG/JPEG/WebP?") from None
+    """An RGB PIL image (the one image opener of training, curation and evaluation)."""
+    return _read(path, lambda im: im.convert("RGB"))
 
 
 def fit(image: Image.Image, width: int, height: int) -> Image.Image:
@@ -49,14 +60,7 @@ def save_image(array: np.ndarray, path: str | Path) -> None:
 
 def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) without decoding the pixels."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"image {path} not found.")
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (UnidentifiedImageError, OSError) as e:
-        raise InputError(f"image {path} cannot be read ({e}); is it a valid PNG/JPEG/WebP?") from None
+    return _read(path, lambda im: im.size)
 
 
 def load_square(path: str | Path, size: int) -> torch.Tensor:

@@ -1,133 +1,132 @@
-"""The triplet manifest: one JSON object per line, paths relative to the manifest file.
+"""Curation manifests: JSONL (``files.read_jsonl``), one object per line, each with a unique ``id``.
 
-    {"content": "content/0001.png", "style": "styles/ukiyoe_03.png",
-     "target": "targets/0001_ukiyoe.png", "style_label": "ukiyoe",
-     "prompt": "a harbour at dusk", "style_prompt": "ukiyo-e woodblock print"}
-
-Required: content, style, target (image paths), style_label (a name; images sharing it are
-positives for the style encoder), prompt (the text the generator sees). Optional:
-style_prompt (a sentence describing the style, for the image-text loss; defaults to the
-label) and id (free text, for your own bookkeeping). Any other key is an error, so a typo
-such as "traget" is caught rather than silently ignored.
-
-Every problem is reported as ``<file>:<line>: field '<name>': expected ..., got ...``.
+Fields named ``image`` or ending in ``_image`` hold file paths relative to the manifest file,
+so a manifest and its images can move together. Writers re-express those paths relative to the
+file they write, so derived manifests stay valid wherever they are saved.
 """
 
 from __future__ import annotations
 
-import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from styleexpert_core.errors import InputError
+from .errors import LabelError, ManifestError
+from .files import read_jsonl, write_jsonl
 
-IMAGE_FIELDS = ("content", "style", "target")
-TEXT_FIELDS = ("style_label", "prompt")
-OPTIONAL_FIELDS = ("style_prompt", "id")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-
-
-class ManifestError(InputError):
-    """A manifest line that cannot be used; the message names the file, line and field."""
+ID_FIELD = "id"
 
 
-@dataclass(frozen=True)
-class Triplet:
-    content: Path
-    style: Path
-    target: Path
-    style_label: str
-    prompt: str
-    style_prompt: str
-    line: int
-
-
-def _where(path: Path, line: int, field: str | None = None) -> str:
-    return f"{path}:{line}" + (f": field '{field}'" if field else "")
-
-
-def _parse_line(path: Path, number: int, text: str, check_files: bool) -> Triplet:
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ManifestError(f"{_where(path, number)}: expected one JSON object per line, "
-                            f"got invalid JSON ({e.msg}).") from None
-    if not isinstance(record, dict):
-        raise ManifestError(f"{_where(path, number)}: expected a JSON object, got {type(record).__name__}.")
-    unknown = sorted(set(record) - set(IMAGE_FIELDS + TEXT_FIELDS + OPTIONAL_FIELDS))
-    if unknown:
-        raise ManifestError(
-            f"{_where(path, number, unknown[0])}: unknown field; expected only "
-            f"{', '.join(IMAGE_FIELDS + TEXT_FIELDS + OPTIONAL_FIELDS)}.")
-    for field in IMAGE_FIELDS + TEXT_FIELDS:
-        if field not in record:
-            raise ManifestError(f"{_where(path, number, field)}: missing; every line needs "
-                                f"{', '.join(IMAGE_FIELDS + TEXT_FIELDS)}.")
-    for field in IMAGE_FIELDS + TEXT_FIELDS + OPTIONAL_FIELDS:
-        value = record.get(field, "")
-        if not isinstance(value, str):
-            raise ManifestError(f"{_where(path, number, field)}: expected a string, got {json.dumps(value)}.")
-    if not record["style_label"].strip():
-        raise ManifestError(f"{_where(path, number, 'style_label')}: expected a non-empty style name, got \"\".")
-    images = {}
-    for field in IMAGE_FIELDS:
-        rel = record[field]
-        if not rel or Path(rel).is_absolute():
-            raise ManifestError(f"{_where(path, number, field)}: expected an image path relative to the "
-                                f"manifest's folder, got {json.dumps(rel)}.")
-        if Path(rel).suffix.lower() not in IMAGE_SUFFIXES:
-            raise ManifestError(f"{_where(path, number, field)}: expected an image file "
-                                f"({', '.join(IMAGE_SUFFIXES)}), got {json.dumps(rel)}.")
-        full = path.parent / rel
-        if check_files and not full.is_file():
-            raise ManifestError(f"{_where(path, number, field)}: expected an existing file, "
-                                f"{full} does not exist.")
-        images[field] = full
-    return Triplet(**images, style_label=record["style_label"], prompt=record["prompt"],
-                   style_prompt=record.get("style_prompt") or record["style_label"], line=number)
-
-
-def read_manifest(path: str | Path, *, check_files: bool = True) -> list[Triplet]:
-    """All triplets of a JSONL manifest; blank lines are skipped; the first bad line raises."""
-    path = Path(path)
-    if not path.is_file():
-        raise ManifestError(f"manifest {path} not found.")
-    triplets = [
-        _parse_line(path, number, text, check_files)
-        for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
-        if text.strip()
-    ]
-    if not triplets:
-        raise ManifestError(f"{path}: the manifest has no triplets.")
-    return triplets
-
-
-def write_manifest(path: str | Path, records: list[dict[str, str]]) -> Path:
-    """Write records (dicts with the manifest fields, paths relative to ``path``'s folder)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    return path
+def is_path_field(name: str) -> bool:
+    return name == "image" or name.endswith("_image")
 
 
 @dataclass(frozen=True)
-class StyleImage:
-    """One stylised image (a target or a style reference) with its style."""
+class Manifest:
+    """Records of one JSONL file, in file order, with the line each came from."""
 
     path: Path
-    style_label: str
-    style_prompt: str
+    records: tuple[dict[str, Any], ...]
+    line_numbers: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.records) != len(self.line_numbers):
+            raise ValueError("records and line_numbers must have the same length")
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def ids(self) -> list[str]:
+        return [r[ID_FIELD] for r in self.records]
+
+    def resolve(self, value: str) -> Path:
+        """A path stored in the manifest, made absolute against the manifest's folder."""
+        p = Path(value)
+        return p if p.is_absolute() else (self.path.parent / p)
+
+    def column(self, field: str) -> list[Any]:
+        """The value of ``field`` for every record; names the first record that lacks it."""
+        values = []
+        for record, line in zip(self.records, self.line_numbers):
+            if field not in record:
+                present = ", ".join(sorted(record)) or "none"
+                raise LabelError(
+                    f"{self.path}, line {line}: record {record.get(ID_FIELD)!r} has no field {field!r} "
+                    f"(fields present: {present}). Add it to every line, or pass the field name that "
+                    "holds this information."
+                )
+            values.append(record[field])
+        return values
+
+    def labels(self, field: str) -> list[str]:
+        """A categorical field (style, content id, ...) as strings; lists, objects and null are refused."""
+        values = self.column(field)
+        for value, line in zip(values, self.line_numbers):
+            if value is None or isinstance(value, (list, dict)):
+                raise LabelError(
+                    f"{self.path}, line {line}: field {field!r} must be a string or number label, got {value!r}."
+                )
+        return [str(v) for v in values]
+
+    def path_column(self, field: str) -> list[Path]:
+        return [self.resolve(str(v)) for v in self.column(field)]
+
+    def subset(self, ids: Iterable[str]) -> "Manifest":
+        """The records with these ids, in manifest order."""
+        wanted = set(ids)
+        keep = [i for i, r in enumerate(self.records) if r[ID_FIELD] in wanted]
+        return Manifest(self.path, tuple(self.records[i] for i in keep),
+                        tuple(self.line_numbers[i] for i in keep))
 
 
-def style_images(triplets: list[Triplet]) -> list[StyleImage]:
-    """Unique stylised images of a manifest (targets and references), in first-seen order."""
-    seen: dict[Path, StyleImage] = {}
-    for t in triplets:
-        for p in (t.target, t.style):
-            if p not in seen:
-                seen[p] = StyleImage(p, t.style_label, t.style_prompt)
-            elif seen[p].style_label != t.style_label:
-                raise ManifestError(
-                    f"line {t.line}: image {p} is labelled '{t.style_label}' here but "
-                    f"'{seen[p].style_label}' on an earlier line; an image has one style.")
-    return list(seen.values())
+def read_manifest(path: str | os.PathLike[str]) -> Manifest:
+    """Read a JSONL manifest; every problem names the file and line and says how to fix it."""
+    path = Path(path)
+    records: list[dict[str, Any]] = []
+    lines: list[int] = []
+    first_line_of: dict[str, int] = {}
+    for line_no, record in read_jsonl(path):
+        record_id = _record_id(path, line_no, record)
+        if record_id in first_line_of:
+            raise ManifestError(
+                f"{path}, line {line_no}: id {record_id!r} already used on line {first_line_of[record_id]}. "
+                "Ids must be unique; rename or remove the duplicate."
+            )
+        first_line_of[record_id] = line_no
+        record[ID_FIELD] = record_id
+        records.append(record)
+        lines.append(line_no)
+    if not records:
+        raise ManifestError(
+            f"{path} holds no records. Expected one JSON object per line, e.g. "
+            '{"id": "img_0001", "image": "images/0001.png", "style": "ukiyo-e"}.'
+        )
+    return Manifest(path, tuple(records), tuple(lines))
+
+
+def _record_id(path: Path, line_no: int, record: Mapping[str, Any]) -> str:
+    if ID_FIELD not in record:
+        raise ManifestError(f'{path}, line {line_no}: missing "id". Give every record a unique string id.')
+    value = record[ID_FIELD]
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+        raise ManifestError(f"{path}, line {line_no}: id must be a non-empty string or integer, got {value!r}.")
+    return str(value)
+
+
+def rebase_paths(record: Mapping[str, Any], source: Manifest, destination: Path) -> dict[str, Any]:
+    """Copy ``record`` with its path fields rewritten relative to ``destination``'s folder."""
+    out = dict(record)
+    for key, value in record.items():
+        if is_path_field(key) and isinstance(value, str):
+            absolute = source.resolve(value).resolve()
+            out[key] = os.path.relpath(absolute, destination.parent.resolve())
+    return out
+
+
+def write_manifest(path: str | os.PathLike[str], records: Sequence[Mapping[str, Any]], source: Manifest) -> int:
+    """Write records taken from ``source`` so their image paths still resolve from ``path``."""
+    path = Path(path)
+    return write_jsonl(path, (rebase_paths(r, source, path) for r in records))

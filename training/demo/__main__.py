@@ -40,20 +40,18 @@ import numpy as np
 import torch
 
 from styleexpert_core.metrics import retrieval_metrics
-from styleexpert_core.projector import StyleProjector
 
-from ..backbones import ProjectedStyle
-from ..checkpoints import load_projector_file
-from ..config import check, load_config
+from ..checkpoints import load_projector_checkpoint
+from ..config import check, load_config, setup_logging
+from ..data.backbones import ProjectedStyle
 from ..data.cache import CacheReader, cache_style_hidden, cache_triplets, TripletCacheSpec
 from ..data.images import load_square
-from ..data.manifest import read_manifest
-from ..logs import setup_logging
-from ..stage1_data import CachedHidden
-from ..train_stage1 import Stage1Config
-from ..train_stage1 import main as train_stage1
-from ..train_stage2 import Stage2Config
-from ..train_stage2 import main as train_stage2
+from ..data.triplets import read_triplets
+from ..stage1.data import CachedHidden
+from ..stage1.train import Stage1Config
+from ..stage1.train import main as train_stage1
+from ..stage2.train import Stage2Config
+from ..stage2.train import main as train_stage2
 from . import baselines, plots
 from .backbones import ByteText, PatchVAE, gabor_siglip
 from .base_model import pretrain_base
@@ -132,7 +130,7 @@ def run_demo(cfg: DemoConfig) -> dict:
 
     # ---- stage 1: cache frozen SigLIP features, train the projector
     siglip = gabor_siglip(image_size=cfg.image_size)
-    caches = {name: cache_style_hidden(read_manifest(manifests[name]), siglip, root / "cache" / name,
+    caches = {name: cache_style_hidden(read_triplets(manifests[name]), siglip, root / "cache" / name,
                                        model_id="demo-gabor-siglip")
               for name in ("stage1_train", "stage1_heldout")}
     s1 = train_stage1(Stage1Config(
@@ -148,13 +146,10 @@ def run_demo(cfg: DemoConfig) -> dict:
              baseline_maps, frozen["siglip_mean_std_pooled"])
 
     # ---- stage 2: cache latents + frozen style latents, tiny base, MoE-LoRA experts
-    state, pconfig = load_projector_file(s1["projector"])
-    projector = StyleProjector(pconfig)
-    projector.load_state_dict(state)
-    style = ProjectedStyle(siglip, projector)
+    style = ProjectedStyle(siglip, load_projector_checkpoint(s1["projector"]).build_projector())
     vae, text = PatchVAE(), ByteText()
     spec = TripletCacheSpec(bucket_side=cfg.image_size)
-    s2_caches = {name: cache_triplets(read_manifest(manifests[name]), vae, text, style, root / "cache" / name,
+    s2_caches = {name: cache_triplets(read_triplets(manifests[name]), vae, text, style, root / "cache" / name,
                                       spec=spec, model_id="demo-patch-vae", projector_id=s1["projector"],
                                       dtype=torch.float32)
                  for name in ("stage2_train", "stage2_val")}

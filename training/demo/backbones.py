@@ -28,7 +28,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..backbones import SiglipHidden, TextEmbeddings
+from ..data.backbones import SiglipHidden, TextEmbeddings
 
 DEMO_LAYERS = (-2, -11, -20)
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..flow_matching import flow_matching_loss, sample_sigmas
-from ..stage2_data import TripletCache
+from ..stage2.data import TripletCache
+from ..stage2.flow_matching import flow_matching_loss, sample_sigmas
 from .backbones import demo_flux
 
 log = logging.getLogger(__name__)

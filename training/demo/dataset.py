@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data.images import save_image
-from ..data.manifest import write_manifest
+from ..data.triplets import write_triplets
 from .styles import TripletSet
 
 PROMPT = "restyle the image"
@@ -25,4 +25,4 @@ def write_split(root: Path, name: str, data: TripletSet, *, label_offset: int = 
         records.append({"content": f"{name}/content/{i:05d}.png", "style": f"{name}/target/{data.reference[i]:05d}.png",
                         "target": f"{name}/target/{i:05d}.png", "style_label": style, "prompt": PROMPT,
                         "style_prompt": f"procedural {style}"})
-    return write_manifest(root / f"{name}.jsonl", records)
+    return write_triplets(root / f"{name}.jsonl", records)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from training.curate.cli import run_cli
+from ..config import run_cli
 
 DESCRIPTION = """Evaluation for StyleExpert style encoders and stylised outputs.
 
@@ -85,9 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
 def run_retrieval(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from training.curate.embeddings import load_aligned, save_embeddings
-    from training.curate.errors import ConfigError
-    from training.curate.manifest import read_manifest, write_json
+    from ..data.embeddings import load_aligned, save_embeddings
+    from ..data.errors import ConfigError
+    from ..data.files import write_json
+    from ..data.manifest import read_manifest
 
     from .embed import encode_paths
     from .loaders import build_encoder
@@ -114,7 +115,7 @@ def run_retrieval(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_suite(args: argparse.Namespace) -> dict[str, Any]:
-    from training.curate.errors import ConfigError
+    from ..data.errors import ConfigError
 
     from .loaders import build_encoder, load_aesthetic_predictor
     from .suite import discover_triples, score_triples, write_suite_outputs

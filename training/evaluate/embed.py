@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from training.curate.errors import ConfigError
-from training.curate.images import load_rgb
+from ..data.errors import ConfigError
+from ..data.images import open_image
 
 
 def encode_paths(fn: Callable[[Sequence[Image.Image]], torch.Tensor], paths: Sequence[Path],
@@ -21,7 +21,7 @@ def encode_paths(fn: Callable[[Sequence[Image.Image]], torch.Tensor], paths: Seq
     unique = list(dict.fromkeys(Path(p) for p in paths))
     rows: list[torch.Tensor] = []
     for start in tqdm(range(0, len(unique), batch_size), desc=description, unit="batch", disable=None):
-        batch = [load_rgb(p) for p in unique[start : start + batch_size]]
+        batch = [open_image(p) for p in unique[start : start + batch_size]]
         rows.append(fn(batch).float().cpu())
     table = torch.cat(rows)
     position = {p: i for i, p in enumerate(unique)}

@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from training.curate.errors import ConfigError, InputError
+from ..data.errors import ConfigError, InputError
 
 SIGLIP_MEAN = SIGLIP_STD = (0.5, 0.5, 0.5)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

@@ -11,7 +11,7 @@ from typing import Any
 
 from PIL import Image
 
-from training.curate.images import load_rgb
+from ..data.images import open_image
 
 STYLE = """body{font-family:sans-serif;margin:24px;color:#222}table{border-collapse:collapse}
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f3f3f3}
@@ -57,7 +57,7 @@ def render_report(title: str, summary: Mapping[str, Mapping[str, float]], plots:
     for row in rows:
         cells = [f"<td class='id'>{html.escape(str(row['id']))}</td>"]
         for column in image_columns:
-            uri = image_data_uri(load_rgb(row[column]), thumbnail_size)
+            uri = image_data_uri(open_image(row[column]), thumbnail_size)
             cells.append(f"<td><img class='thumb' alt='{html.escape(column)}' src='{uri}'></td>")
         cells += [_cell(row.get(c)) for c in score_columns]
         parts.append("<tr>" + "".join(cells) + "</tr>")

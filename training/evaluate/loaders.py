@@ -18,8 +18,8 @@ from torch import nn
 from styleexpert_core.errors import CheckpointError
 from styleexpert_core.formats import read_tensor_file
 from styleexpert_core.metrics import aesthetic_mlp_from_state_dict
-from training.curate.errors import ConfigError, MissingWeightsError
-from training.curate.local_weights import check_local_weights
+from ..data.errors import ConfigError, MissingWeightsError
+from ..data.local_weights import check_local_weights
 
 from .encoders import (AestheticPredictor, CSDEncoder, ImageEncoder, MegaStyleEncoder, SiglipMeanPoolEncoder,
                        StyleExpertEncoder)
@@ -82,9 +82,11 @@ def load_megastyle_encoder(config_folder: str | Path, weights: str | Path) -> Me
 
 
 def load_styleexpert_encoder(siglip_folder: str | Path, checkpoint: str | Path) -> StyleExpertEncoder:
-    """SigLIP folder + a StyleExpert checkpoint that holds the style projector (native or official)."""
+    """SigLIP folder + a StyleExpert checkpoint that holds the style projector (native or official).
+
+    The projector is built from the checkpoint's stored configuration, layer order included.
+    """
     from styleexpert_core.formats import load_checkpoint
-    from styleexpert_core.projector import build_projector
 
     if not Path(checkpoint).is_file():
         raise MissingWeightsError(f"StyleExpert checkpoint not found at {checkpoint}; pass the local file.")
@@ -92,7 +94,7 @@ def load_styleexpert_encoder(siglip_folder: str | Path, checkpoint: str | Path) 
     if ckpt.projector is None:
         raise CheckpointError(f"{checkpoint} holds no style projector; pass the projector file or a native "
                               "checkpoint that includes it.")
-    return StyleExpertEncoder(load_siglip_vision(siglip_folder), build_projector(ckpt.projector, str(checkpoint)))
+    return StyleExpertEncoder(load_siglip_vision(siglip_folder), ckpt.build_projector())
 
 
 def load_csd_encoder(clip_folder: str | Path, head: str | Path) -> CSDEncoder:

@@ -16,8 +16,9 @@ from pathlib import Path
 import torch
 
 from styleexpert_core.metrics import content_fidelity, style_similarity
-from training.curate.errors import InputError, MissingFileError
-from training.curate.manifest import read_manifest, write_json
+from ..data.errors import InputError, MissingFileError
+from ..data.files import write_json
+from ..data.manifest import read_manifest
 
 from .embed import encode_paths
 from .encoders import AestheticPredictor, ImageEncoder

@@ -11,10 +11,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from styleexpert_core.errors import InputError
-
-from .data.buckets import BucketBatchSampler
-from .data.cache import CacheReader
+from ..data.buckets import BucketBatchSampler
+from ..data.cache import CacheReader
+from ..data.errors import InputError
 from .flow_matching import KontextBatch
 
 

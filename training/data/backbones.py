@@ -23,6 +23,9 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+# torch dtypes by the names the configs use (cached tensors, frozen model weights)
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
 
 @dataclass
 class TextEmbeddings:

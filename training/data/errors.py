@@ -1,4 +1,4 @@
-"""Errors raised by curation and evaluation on bad user input.
+"""The errors training, curation and evaluation raise on bad user input (one module for all three).
 
 All derive from ``styleexpert_core.errors.StyleExpertError`` (a ``ValueError``), so the CLIs can
 turn any of them into one clear line and exit code 2, and the ComfyUI side can catch them too.
@@ -40,7 +40,7 @@ class LabelError(InputError):
 
 
 class ConfigError(InputError):
-    """A configuration value is out of range (cluster counts, thresholds, quotas, ...)."""
+    """A configuration file, option or value that cannot be used as given (unknown key, out of range, ...)."""
 
 
 class VLMOutputError(InputError):

@@ -17,12 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from styleexpert_core.errors import InputError
-
-from .backbones import SiglipHidden
-from .data.cache import CacheReader
-from .data.images import load_square
-from .data.manifest import read_manifest, style_images
+from ..data.backbones import SiglipHidden
+from ..data.cache import CacheReader
+from ..data.errors import InputError
+from ..data.images import load_square
+from ..data.triplets import read_triplets, style_images
 
 PRELOAD_BYTES = 2 * 1024**3  # caches up to this size are loaded into memory
 
@@ -62,7 +61,7 @@ class LiveHidden:
     """A trainable SigLIP run on the manifest's images every batch (full fine-tune mode)."""
 
     def __init__(self, siglip: SiglipHidden, manifest: str) -> None:
-        images = style_images(read_manifest(manifest))
+        images = style_images(read_triplets(manifest))
         labels = sorted({im.style_label for im in images})
         prompts = sorted({im.style_prompt for im in images})
         self.paths = [im.path for im in images]

@@ -10,7 +10,7 @@ Loading (``load_transformer``):
   (a bare transformer, e.g. the demo's ``save_pretrained`` output);
 * ``tiny``: a seeded 1+1-layer model for smoke tests (diffusers' own test dimensions).
 
-Targets (``resolve_targets``): the official list of patched layers (``train_modules_csv``) is
+Targets (``moe_target_modules``): the official list of patched layers (``train_modules_csv``) is
 not published, so the default is every attention projection of the double and single blocks
 (q, k, v, out for image and text streams; q, k, v in single blocks): 266 layers on the real
 model. ``attention+mlp`` adds the feed-forward and single-block mlp/out projections (418);
@@ -27,10 +27,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from styleexpert_core.errors import InputError
 from styleexpert_core.keys import FluxShape, attention_projection_modules, diffusers_to_bfl
 
-BUNDLED_CONFIG_DIR = Path(__file__).parent / "configs" / "flux1-kontext-dev"
+from ..data.errors import InputError
+
+BUNDLED_CONFIG_DIR = Path(__file__).parents[1] / "configs" / "flux1-kontext-dev"
 TINY_FLUX = dict(patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
                  num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=True,
                  axes_dims_rope=(4, 4, 8))
@@ -67,7 +68,8 @@ def load_transformer(source: str, *, dtype: torch.dtype = torch.float32, seed: i
                      "diffusers folder, or 'tiny'.")
 
 
-def flux_shape(model: nn.Module) -> FluxShape:
+def diffusers_flux_shape(model: nn.Module) -> FluxShape:
+    """The core's FluxShape of a diffusers FluxTransformer2DModel (nodes/ reads ComfyUI's Flux instead)."""
     c = model.config
     hidden = c.num_attention_heads * c.attention_head_dim
     return FluxShape(hidden_size=hidden, depth=c.num_layers, depth_single=c.num_single_layers)
@@ -84,9 +86,9 @@ def _csv_targets(path: Path) -> list[str]:
     return [".".join(r["base_key"].split(".")[1:]) for r in rows if r["base_key"].strip()]
 
 
-def resolve_targets(model: nn.Module, spec: str = "attention") -> list[str]:
+def moe_target_modules(model: nn.Module, spec: str = "attention") -> list[str]:
     """Diffusers module names of the linears to wrap with MoE-LoRA (see module docstring)."""
-    shape = flux_shape(model)
+    shape = diffusers_flux_shape(model)
     table = diffusers_to_bfl(shape)
     if spec == "attention":
         names = attention_projection_modules(shape)
@@ -117,12 +119,6 @@ def pack_latents(z: torch.Tensor) -> torch.Tensor:
     if h % 2 or w % 2:
         raise InputError(f"latent height and width must be even to pack 2x2, got {h}x{w}.")
     return z.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, (h // 2) * (w // 2), c * 4)
-
-
-def unpack_latents(tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Inverse of pack_latents for a latent of size h x w."""
-    b, _, c4 = tokens.shape
-    return tokens.view(b, h // 2, w // 2, c4 // 4, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c4 // 4, h, w)
 
 
 def image_ids(h: int, w: int, *, index: int = 0, row_offset: int = 0,

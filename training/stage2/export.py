@@ -1,6 +1,6 @@
 """Put a stage-1 projector into a stage-2 experts file (or re-export), in the native format.
 
-    python -m training.export --experts=runs/stage2/styleexpert.safetensors \
+    python -m training.stage2.export --experts=runs/stage2/styleexpert.safetensors \
         --projector=runs/stage1/projector.safetensors --out=models/styleexpert/my_styles.safetensors
 
 The result is one file the StyleExpertLoader node reads: expert layers, the projector that
@@ -17,9 +17,8 @@ from pathlib import Path
 
 from styleexpert_core.formats import StyleExpertCheckpoint, load_checkpoint, save_native
 
-from .checkpoints import load_projector_file
-from .config import check, load_config
-from .logs import setup_logging
+from ..checkpoints import load_projector_checkpoint
+from ..config import check, load_config, setup_logging
 
 
 @dataclass(frozen=True)
@@ -34,8 +33,9 @@ class ExportConfig:
 
 def merge(experts: str | Path, projector: str | Path, out: str | Path) -> Path:
     ckpt = load_checkpoint(experts)
-    state, pconfig = load_projector_file(projector)
-    save_native(StyleExpertCheckpoint(ckpt.config, ckpt.layers, state, pconfig, ckpt.info), out)
+    stage1 = load_projector_checkpoint(projector)
+    save_native(StyleExpertCheckpoint(ckpt.config, ckpt.layers, stage1.projector, stage1.projector_config, ckpt.info),
+                out)
     return Path(out)
 
 

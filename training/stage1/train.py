@@ -6,10 +6,10 @@ images of one style land together and other styles apart; retrieval on *held-out
 (mAP, Recall@1/5/10) measures whether it learned style rather than memorising styles.
 
     # once: cache SigLIP features of the manifest's stylised images
-    python -m training.cache stage1 --manifest data/train.jsonl --siglip /models/siglip-so400m \
+    python -m training.stage1.cache --manifest data/train.jsonl --siglip /models/siglip-so400m \
         --out cache/stage1
     # train (config file optional; --key=value overrides; unknown keys are errors)
-    python -m training.train_stage1 training/configs/stage1.yaml --cache_dir=cache/stage1 \
+    python -m training.stage1 training/configs/stage1.yaml --cache_dir=cache/stage1 \
         --out_dir=runs/stage1
     # resume an interrupted run: same command plus --resume=true
 
@@ -25,13 +25,15 @@ Objectives (``loss``):
 Outputs in ``out_dir``: ``projector.safetensors`` (native StyleExpert file, projector only,
 the file stage 2 and the ComfyUI nodes load), ``train_state.pt`` (resume state),
 ``metrics.jsonl``, ``config.json`` and, when fine-tuning, ``siglip_finetuned/``.
+
+Read top to bottom: ``build`` (data, projector, optimizer), ``resume``, ``train_step``,
+``evaluate``, ``save``, then ``main``, the loop that calls them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,14 +46,13 @@ from styleexpert_core.losses import LOGIT_SCALE_INIT, image_text_contrastive, la
 from styleexpert_core.metrics import retrieval_metrics
 from styleexpert_core.projector import StyleProjector
 
-from .backbones import SiglipHidden, project
-from .checkpoints import load_state, save_projector, save_state
-from .config import check, config_to_dict, load_config
-from .data.cache import CacheReader
-from .data.samplers import PKSampler
-from .logs import MetricsLog, setup_logging
-from .optim import OPTIMIZERS, build_optimizer, lr_factor
-from .stage1_data import CachedHidden, LiveHidden, split_styles
+from ..checkpoints import MetricsLog, load_state, save_projector, save_state
+from ..config import check, config_to_dict
+from ..data.backbones import SiglipHidden, project
+from ..data.cache import CacheReader
+from ..data.samplers import PKSampler
+from ..optim import OPTIMIZERS, build_optimizer, lr_factor
+from .data import CachedHidden, LiveHidden, split_styles
 
 log = logging.getLogger("training.stage1")
 LOSSES = ("infonce", "megastyle")
@@ -108,7 +109,7 @@ class Stage1Config:
             check(not self.val_cache_dir, "finetune_siglip=true evaluates on held-out styles of the manifest "
                   "(val_fraction), not on a frozen-feature cache.")
         else:
-            check(bool(self.cache_dir), "cache_dir is required (run `python -m training.cache stage1` first), "
+            check(bool(self.cache_dir), "cache_dir is required (run `python -m training.stage1.cache` first), "
                   "or set finetune_siglip=true.")
 
 
@@ -137,14 +138,28 @@ def evaluate(projector: nn.Module, source, indices: np.ndarray) -> dict[str, flo
     return metrics
 
 
-def main(cfg: Stage1Config) -> dict:
-    out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
-    torch.manual_seed(cfg.seed)
-    device = torch.device(cfg.device)
+@dataclass
+class Stage1Run:
+    """Everything a stage-1 run builds before its first step."""
 
-    # ---- data: hidden states of SigLIP's layers, from the cache or from a live tower
+    source: CachedHidden | LiveHidden
+    val_source: CachedHidden | LiveHidden
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    labels: torch.Tensor
+    sampler: PKSampler
+    pconfig: ProjectorConfig
+    projector: StyleProjector
+    optimizer: torch.optim.Optimizer
+    base_lrs: list[float]
+    device: torch.device
+    siglip: SiglipHidden | None = None
+    text_emb: torch.Tensor | None = None
+    text_align: TextAlign | None = None
+
+
+def build_data(cfg: Stage1Config, device: torch.device):
+    """Hidden states of SigLIP's layers, from the cache or from a live tower; train / held-out indices."""
     siglip = None
     if cfg.finetune_siglip:
         siglip = SiglipHidden.from_pretrained(cfg.siglip)
@@ -158,106 +173,134 @@ def main(cfg: Stage1Config) -> dict:
     else:
         val_source = source
         train_idx, val_idx = split_styles(source.items.labels, cfg.val_fraction, cfg.seed)
-    labels = torch.as_tensor(source.items.labels)
-    sampler = PKSampler(source.items.labels[train_idx], cfg.styles_per_batch, cfg.images_per_style, seed=cfg.seed)
-    num_layers, num_tokens, width = source.shape
     log.info("%d training images (%d styles), %d validation images (%d held-out styles); features %s",
              len(train_idx), len(np.unique(source.items.labels[train_idx])), len(val_idx),
              len(np.unique(val_source.items.labels[val_idx])) if len(val_idx) else 0, source.shape)
+    return siglip, source, val_source, train_idx, val_idx
 
-    # ---- model: the core projector (+ a text head for the image-text loss)
+
+def build_text_head(cfg: Stage1Config, source, cond_dim: int, device: torch.device):
+    """The cached style-prompt embeddings and the head that maps style latents to them (megastyle loss)."""
+    text_reader = CacheReader(cfg.text_cache_dir or cfg.cache_dir, kind="style_hidden")
+    if text_reader.index["prompts"] != source.items.prompt_names:
+        raise ValueError(f"{text_reader.dir}: its style prompts differ from the training data's; cache the "
+                         "text embeddings from the same manifest.")
+    text_emb = text_reader.text()["style_text"].to(device)
+    return text_emb, TextAlign(cond_dim, text_emb.shape[1]).to(device)
+
+
+def build(cfg: Stage1Config) -> Stage1Run:
+    device = torch.device(cfg.device)
+    siglip, source, val_source, train_idx, val_idx = build_data(cfg, device)
+    labels = torch.as_tensor(source.items.labels)
+    sampler = PKSampler(source.items.labels[train_idx], cfg.styles_per_batch, cfg.images_per_style, seed=cfg.seed)
+    # the core projector (layers, token count and width come from the features)
+    num_layers, num_tokens, width = source.shape
     pconfig = ProjectorConfig(layers=source.layers, num_tokens=num_tokens, width=width,
                               style_tokens=cfg.style_tokens, out_dim=cfg.out_dim)
     projector = StyleProjector(pconfig).to(device)
-    text_emb = text_align = None
-    if cfg.loss == "megastyle":
-        text_reader = CacheReader(cfg.text_cache_dir or cfg.cache_dir, kind="style_hidden")
-        if text_reader.index["prompts"] != source.items.prompt_names:
-            raise ValueError(f"{text_reader.dir}: its style prompts differ from the training data's; cache the "
-                             "text embeddings from the same manifest.")
-        text_emb = text_reader.text()["style_text"].to(device)
-        text_align = TextAlign(pconfig.cond_dim, text_emb.shape[1]).to(device)
-
-    # ---- optimizer (projector + text head at lr; the vision tower at siglip_lr)
+    text_emb, text_align = build_text_head(cfg, source, pconfig.cond_dim, device) if cfg.loss == "megastyle" \
+        else (None, None)
+    # projector + text head at lr; the vision tower at siglip_lr
     groups = [{"params": list(projector.parameters()) + (list(text_align.parameters()) if text_align else []),
                "lr": cfg.lr}]
     if siglip is not None:
         groups.append({"params": list(siglip.model.parameters()), "lr": cfg.siglip_lr})
-    base_lrs = [g["lr"] for g in groups]
     optimizer = build_optimizer(cfg.optimizer, groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return Stage1Run(source, val_source, train_idx, val_idx, labels, sampler, pconfig, projector, optimizer,
+                     [g["lr"] for g in groups], device, siglip, text_emb, text_align)
 
-    # ---- resume
-    metrics_log = MetricsLog(out_dir / "metrics.jsonl", fresh=not cfg.resume)
-    step = 0
+
+def resume(run: Stage1Run, cfg: Stage1Config, out_dir: Path) -> int:
+    """The step to start at: that of ``train_state.pt`` when resuming, else 0."""
     state = load_state(out_dir) if cfg.resume else None
-    if state is not None:
-        projector.load_state_dict(state["projector"])
-        optimizer.load_state_dict(state["optimizer"])
-        sampler.load_state_dict(state["sampler"])
-        torch.set_rng_state(state["torch_rng"])
-        if text_align is not None:
-            text_align.load_state_dict(state["text_align"])
-        if siglip is not None:
-            siglip.model.load_state_dict(state["siglip"])
-        step = state["step"]
-        log.info("resumed from step %d", step)
-    elif cfg.resume:
-        log.warning("resume=true but %s has no train_state.pt; starting from scratch", out_dir)
-    if step == 0 and len(val_idx):
-        metrics_log.write(step=0, split="val", **evaluate(projector, val_source, val_idx))
+    if state is None:
+        if cfg.resume:
+            log.warning("resume=true but %s has no train_state.pt; starting from scratch", out_dir)
+        return 0
+    run.projector.load_state_dict(state["projector"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.sampler.load_state_dict(state["sampler"])
+    torch.set_rng_state(state["torch_rng"])
+    if run.text_align is not None:
+        run.text_align.load_state_dict(state["text_align"])
+    if run.siglip is not None:
+        run.siglip.model.load_state_dict(state["siglip"])
+    log.info("resumed from step %d", state["step"])
+    return state["step"]
 
-    # ---- training loop
-    def loss_on(indices_a: np.ndarray, indices_b: np.ndarray | None) -> torch.Tensor:
-        ia, ya = train_idx[indices_a], labels[train_idx[indices_a]].to(device)
-        za = project(projector, source.hidden(ia).to(device))
-        if cfg.loss == "infonce":
-            ib = train_idx[indices_b]
-            zb = project(projector, source.hidden(ib).to(device))
-            return label_masked_infonce(za, ya, zb, labels[ib].to(device), cfg.temperature)
-        prompts = torch.as_tensor(source.items.prompts[ia], device=device)
-        itc = image_text_contrastive(text_align.proj(za), text_emb[prompts], text_align.log_scale, prompts)
-        return supcon(za, ya, cfg.temperature) + cfg.itc_weight * itc
 
-    projector.train()
+def loss_on(run: Stage1Run, cfg: Stage1Config, indices_a: np.ndarray, indices_b: np.ndarray | None) -> torch.Tensor:
+    device, train_idx, labels = run.device, run.train_idx, run.labels
+    ia, ya = train_idx[indices_a], labels[train_idx[indices_a]].to(device)
+    za = project(run.projector, run.source.hidden(ia).to(device))
+    if cfg.loss == "infonce":
+        ib = train_idx[indices_b]
+        zb = project(run.projector, run.source.hidden(ib).to(device))
+        return label_masked_infonce(za, ya, zb, labels[ib].to(device), cfg.temperature)
+    prompts = torch.as_tensor(run.source.items.prompts[ia], device=device)
+    itc = image_text_contrastive(run.text_align.proj(za), run.text_emb[prompts], run.text_align.log_scale, prompts)
+    return supcon(za, ya, cfg.temperature) + cfg.itc_weight * itc
+
+
+def train_step(run: Stage1Run, cfg: Stage1Config, step: int) -> tuple[float, float]:
+    """One optimizer step at ``step``: (loss, gradient norm before clipping)."""
+    optimizer = run.optimizer
+    for group, base in zip(optimizer.param_groups, run.base_lrs):
+        group["lr"] = base * lr_factor(step, cfg.warmup_steps, cfg.steps)
+    a, b = run.sampler.pair() if cfg.loss == "infonce" else (run.sampler.batch(), None)
+    loss = loss_on(run, cfg, a, b)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)) if cfg.grad_clip > 0 else 0.0
+    optimizer.step()
+    return float(loss.detach()), grad_norm
+
+
+def save(run: Stage1Run, out_dir: Path, step: int) -> None:
+    """The native projector file, the resume state and (when fine-tuning) the SigLIP tower."""
+    save_projector(out_dir / "projector.safetensors", run.projector, run.pconfig)
+    save_state(out_dir, {
+        "step": step, "projector": run.projector.state_dict(), "optimizer": run.optimizer.state_dict(),
+        "sampler": run.sampler.state_dict(), "torch_rng": torch.get_rng_state(),
+        **({"text_align": run.text_align.state_dict()} if run.text_align else {}),
+        **({"siglip": run.siglip.model.state_dict()} if run.siglip else {})})
+    if run.siglip is not None:
+        run.siglip.model.save_pretrained(out_dir / "siglip_finetuned")
+
+
+def main(cfg: Stage1Config) -> dict:
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
+    torch.manual_seed(cfg.seed)
+    run = build(cfg)
+    metrics_log = MetricsLog(out_dir / "metrics.jsonl", fresh=not cfg.resume)
+    step = resume(run, cfg, out_dir)
+    if step == 0 and len(run.val_idx):
+        metrics_log.write(step=0, split="val", **evaluate(run.projector, run.val_source, run.val_idx))
+
+    run.projector.train()
     history = []
     while step < cfg.steps:
-        for group, base in zip(optimizer.param_groups, base_lrs):
-            group["lr"] = base * lr_factor(step, cfg.warmup_steps, cfg.steps)
-        a, b = sampler.pair() if cfg.loss == "infonce" else (sampler.batch(), None)
-        loss = loss_on(a, b)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        params = [p for g in optimizer.param_groups for p in g["params"]]
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)) if cfg.grad_clip > 0 else 0.0
-        optimizer.step()
+        loss, grad_norm = train_step(run, cfg, step)
         step += 1
-        history.append(float(loss.detach()))
+        history.append(loss)
         if step % cfg.log_every == 0 or step == cfg.steps:
             mean = float(np.mean(history[-cfg.log_every:]))
             log.info("step %d/%d loss %.4f grad %.3f lr %.2e", step, cfg.steps, mean, grad_norm,
-                     optimizer.param_groups[0]["lr"])
+                     run.optimizer.param_groups[0]["lr"])
             metrics_log.write(step=step, split="train", loss=mean, grad_norm=grad_norm)
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            if len(val_idx):
-                metrics = evaluate(projector, val_source, val_idx)
+            if len(run.val_idx):
+                metrics = evaluate(run.projector, run.val_source, run.val_idx)
                 log.info("step %d held-out styles: mAP %.4f R@1 %.3f R@5 %.3f R@10 %.3f", step, metrics["map"],
                          metrics["recall@1"], metrics["recall@5"], metrics["recall@10"])
                 metrics_log.write(step=step, split="val", **metrics)
-            save_projector(out_dir / "projector.safetensors", projector, pconfig)
-            save_state(out_dir, {
-                "step": step, "projector": projector.state_dict(), "optimizer": optimizer.state_dict(),
-                "sampler": sampler.state_dict(), "torch_rng": torch.get_rng_state(),
-                **({"text_align": text_align.state_dict()} if text_align else {}),
-                **({"siglip": siglip.model.state_dict()} if siglip else {})})
-            if siglip is not None:
-                siglip.model.save_pretrained(out_dir / "siglip_finetuned")
+            save(run, out_dir, step)
 
     records = metrics_log.read()
-    val = [r for r in records if r.get("split") == "val"]
-    return {"projector": str(out_dir / "projector.safetensors"), "projector_config": pconfig,
-            "val": val, "train": [r for r in records if r.get("split") == "train"]}
-
-
-if __name__ == "__main__":
-    setup_logging()
-    main(load_config(Stage1Config, sys.argv[1:]))
+    return {"projector": str(out_dir / "projector.safetensors"), "projector_config": run.pconfig,
+            "val": [r for r in records if r.get("split") == "val"],
+            "train": [r for r in records if r.get("split") == "train"]}

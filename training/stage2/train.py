@@ -1,0 +1,374 @@
+"""Stage 2: train routed MoE-LoRA experts on a frozen FLUX.1-Kontext-dev.
+
+Each patched linear gets experts whose mixture is chosen per sample by a router that sees
+only the frozen stage-1 style latent of the style reference. The loss is Kontext's flow
+matching: the noisy target is generated next to clean reference tokens of the content
+(position index 1) and, optionally, of the style image (index 2, rows + 64).
+
+    # once: cache VAE latents, text embeddings and frozen style latents
+    python -m training.stage2.cache --manifest data/train.jsonl --flux /models/FLUX.1-Kontext-dev \
+        --siglip /models/siglip-so400m --projector runs/stage1/projector.safetensors --out cache/stage2
+    # one process
+    python -m training.stage2 training/configs/stage2.yaml --cache_dir=cache/stage2 \
+        --model=/models/flux1-kontext-dev.safetensors --projector=runs/stage1/projector.safetensors
+    # 8 GPUs, replicated DDP (the default) / DeepSpeed ZeRO-2 / FSDP2
+    accelerate launch --num_processes 8 -m training.stage2 training/configs/stage2.yaml ...
+    accelerate launch --config_file training/configs/accelerate_deepspeed_zero2.yaml -m training.stage2 ...
+    torchrun --nproc_per_node 8 -m training.stage2 ...
+
+Only the MoE tensors train (fp32 master weights); the base can sit in bf16 under bf16
+autocast. The routed experts are stacked tensors, so every one gets a gradient and DDP runs
+with find_unused_parameters=False. Output: ``styleexpert.safetensors`` in the native format
+(experts + metadata; with ``projector`` set, the stage-1 projector rides in the same file),
+``train_state.pt`` (resume, DDP/single process) or ``accelerate_state/`` (DeepSpeed/FSDP),
+``metrics.jsonl`` and ``config.json``.
+
+Read top to bottom: ``build`` (accelerator, data, model, optimizer), ``resume``, ``train_step``,
+``evaluate``, ``save``, then ``main``, the loop that calls them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedType
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from styleexpert_core.config import ALIGNMENTS, MoEConfig
+from styleexpert_core.formats import load_checkpoint
+from styleexpert_core.moe_lora import StyleContext, inject_moe
+
+from ..checkpoints import (MetricsLog, experts_from_state_dict, export_experts, load_projector_checkpoint,
+                           load_state, save_state)
+from ..config import check, config_to_dict
+from ..data.backbones import DTYPES
+from ..optim import OPTIMIZERS, build_optimizer, lr_factor
+from .data import TripletCache
+from .flow_matching import flow_matching_loss, sample_sigmas
+from .flux import load_transformer, moe_target_modules
+
+log = logging.getLogger("training.stage2")
+BASE_DTYPES = ("float32", "bfloat16")  # the frozen base's weights: full precision, or bf16 under autocast
+EXPORT_NAME = "styleexpert.safetensors"
+
+
+@dataclass(frozen=True)
+class Stage2Config:
+    # data and models
+    cache_dir: str = ""  # stage-2 triplet cache (python -m training.stage2.cache)
+    val_cache_dir: str = ""  # held-out triplets for the correct-vs-shuffled-style evaluation
+    model: str = ""  # flux1-kontext-dev.safetensors (BFL), a diffusers folder, or "tiny"
+    model_config: str = ""  # folder with the transformer config.json for a single file (default: bundled Kontext-dev)
+    base_model: str = "flux1-kontext-dev"  # recorded in the checkpoint metadata
+    projector: str = ""  # stage-1 native file: embedded in the export (and checked against the cache)
+    out_dir: str = "runs/stage2"
+    # experts
+    targets: str = "attention"  # attention | attention+mlp | csv:<file> | re:<regex>
+    num_experts: int = 16
+    rank: int = 8
+    top_k: int = 2
+    alignment: str = "paper"  # "paper" for new training; "official" to continue the released weights
+    scale_rule: str = "official"
+    init_from: str = ""  # official or native checkpoint whose experts initialise ours
+    # flow matching
+    guidance: float = 1.0  # embedded guidance during training (guidance-distilled models only)
+    sigma_mean: float = 0.0
+    sigma_std: float = 1.0
+    sigma_shift: float = 1.0
+    style_tokens: bool = False  # also feed the style image's latent as tokens (index 2, rows + 64)
+    # optimisation
+    optimizer: str = "adamw"
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    steps: int = 1000
+    batch_size: int = 4  # per process
+    grad_accum: int = 1
+    grad_clip: float = 1.0
+    mixed_precision: str = "no"  # "no" or "bf16" (autocast)
+    base_dtype: str = "float32"  # dtype of the frozen base weights: float32 or bfloat16
+    gradient_checkpointing: bool = True
+    # bookkeeping
+    log_every: int = 10
+    eval_every: int = 200
+    eval_batches: int = 8
+    save_every: int = 500
+    resume: bool = False
+    seed: int = 0
+    device: str = "auto"  # "auto" (GPU when available, else CPU with gloo for multi-process) or "cpu"
+    sync_check: bool = False  # write a per-rank checksum of the trained tensors (distributed tests)
+
+    def __post_init__(self) -> None:
+        check(bool(self.cache_dir), "cache_dir is required (run `python -m training.stage2.cache` first).")
+        check(bool(self.model), "model is required: flux1-kontext-dev.safetensors, a diffusers folder, or 'tiny'.")
+        check(self.alignment in ALIGNMENTS, f"alignment must be one of {ALIGNMENTS}, got {self.alignment!r}.")
+        check(self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}.")
+        check(self.mixed_precision in ("no", "bf16"), "mixed_precision must be 'no' or 'bf16'.")
+        check(self.device in ("auto", "cpu"), "device must be 'auto' or 'cpu' (accelerate picks the GPU per rank).")
+        check(self.base_dtype in BASE_DTYPES, f"base_dtype must be one of {BASE_DTYPES}.")
+        check(self.base_dtype == "float32" or self.mixed_precision == "bf16",
+              "base_dtype=bfloat16 needs mixed_precision=bf16 (the fp32 experts meet the bf16 base under autocast).")
+        check(self.steps >= 1 and self.batch_size >= 1 and self.grad_accum >= 1 and self.lr > 0,
+              "steps, batch_size, grad_accum and lr must be positive.")
+
+
+@dataclass
+class Stage2Run:
+    """Everything a stage-2 run builds before its first step (model, optimizer, loader: accelerate-prepared)."""
+
+    accelerator: Accelerator
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    loader: DataLoader
+    val_data: TripletCache | None
+    context: StyleContext  # the routers read the style latent from it
+    moe_config: MoEConfig
+    targets: list[str]
+    trainable: list[torch.nn.Parameter]
+    guidance: float | None
+    sharded_state: bool  # DeepSpeed / FSDP: resume state is accelerate's own, sharded
+    out_dir: Path
+    base_lr: float = 0.0
+
+
+def rank_generator(seed: int, rank: int, step: int) -> torch.Generator:
+    """Noise/timestep RNG that depends only on (seed, rank, step): resumable and distinct per rank."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0]))
+
+
+def trainable_checksum(model: torch.nn.Module) -> str:
+    """A hash of every trainable tensor, to compare ranks."""
+    h = hashlib.sha256()
+    for name, p in sorted(model.named_parameters()):
+        if p.requires_grad:
+            h.update(name.encode())
+            h.update(p.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def start(cfg: Stage2Config) -> tuple[Accelerator, Path]:
+    """The accelerator and the run folder (with config.json); seeds identical expert initialisation on every rank."""
+    # accelerate only uses the multi-process CPU (gloo) backend when told to run on the CPU.
+    cpu = cfg.device == "cpu" or not torch.cuda.is_available()
+    accelerator = Accelerator(cpu=cpu, mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum)
+    if not accelerator.is_main_process:
+        log.setLevel(logging.WARNING)  # one copy of the progress log, from rank 0
+    out_dir = Path(cfg.out_dir)
+    if accelerator.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
+    accelerator.wait_for_everyone()
+    torch.manual_seed(cfg.seed)
+    return accelerator, out_dir
+
+
+def build_data(cfg: Stage2Config) -> tuple[TripletCache, TripletCache | None, DataLoader]:
+    """Cached latents, text embeddings and frozen style latents, in bucket-uniform batches."""
+    data = TripletCache(cfg.cache_dir, style_tokens=cfg.style_tokens)
+    val_data = TripletCache(cfg.val_cache_dir, style_tokens=cfg.style_tokens) if cfg.val_cache_dir else None
+    if cfg.projector:
+        pconfig = load_projector_checkpoint(cfg.projector).projector_config
+        check(pconfig.cond_dim == data.cond_dim, f"the projector outputs {pconfig.cond_dim}-d latents but the cache "
+              f"holds {data.cond_dim}-d ones; cache stage 2 with this projector.")
+    loader = DataLoader(data, batch_sampler=data.batch_sampler(cfg.batch_size, seed=cfg.seed),
+                        collate_fn=data.collate, num_workers=0)
+    return data, val_data, loader
+
+
+def build_model(cfg: Stage2Config, cond_dim: int):
+    """The frozen base with MoE-LoRA experts from the core injected (optionally initialised from a file)."""
+    model = load_transformer(cfg.model, dtype=DTYPES[cfg.base_dtype], seed=cfg.seed,
+                             **({"config_dir": cfg.model_config} if cfg.model_config else {}))
+    model.requires_grad_(False)
+    moe_config = MoEConfig(num_experts=cfg.num_experts, rank=cfg.rank, top_k=cfg.top_k, cond_dim=cond_dim,
+                           alignment=cfg.alignment, scale_rule=cfg.scale_rule)
+    targets = moe_target_modules(model, cfg.targets)
+    context, wrapped = inject_moe(model, targets, moe_config, dtype=torch.float32)
+    model.style_context = context
+    if cfg.init_from:
+        init = load_checkpoint(cfg.init_from)
+        check(init.config is not None and init.config.alignment == cfg.alignment,
+              f"{cfg.init_from} was trained with alignment {getattr(init.config, 'alignment', None)!r}; set "
+              "alignment to match it (the released weights need 'official').")
+        for name, tensors in init.layers.items():
+            if name in wrapped:
+                wrapped[name].moe.load_tensors(tensors, where=f"{cfg.init_from}: {name}")
+    if cfg.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+    model.train()
+    log.info("%d MoE layers (%s), %.2f M trainable parameters, alignment=%s", len(wrapped), cfg.targets,
+             sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6, cfg.alignment)
+    return model, moe_config, targets
+
+
+def build(cfg: Stage2Config) -> Stage2Run:
+    accelerator, out_dir = start(cfg)
+    data, val_data, loader = build_data(cfg)
+    model, moe_config, targets = build_model(cfg, data.cond_dim)
+    context, guidance = model.style_context, cfg.guidance if model.config.guidance_embeds else None
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = build_optimizer(cfg.optimizer, trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if accelerator.state.deepspeed_plugin is not None:  # DeepSpeed wants the micro batch before prepare
+        accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.batch_size
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    sharded_state = accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
+    return Stage2Run(accelerator, model, optimizer, loader, val_data, context, moe_config, targets, trainable,
+                     guidance, sharded_state, out_dir)
+
+
+def resume(run: Stage2Run, cfg: Stage2Config) -> int:
+    """The step to start at: that of the saved state when resuming, else 0."""
+    if not cfg.resume:
+        return 0
+    step, out_dir = 0, run.out_dir
+    if run.sharded_state and (out_dir / "accelerate_state").is_dir():
+        run.accelerator.load_state(str(out_dir / "accelerate_state"))
+        step = json.loads((out_dir / "progress.json").read_text())["step"]
+    elif (state := load_state(out_dir)) is not None:
+        run.accelerator.unwrap_model(run.model).load_state_dict(state["experts"], strict=False)
+        run.optimizer.load_state_dict(state["optimizer"])
+        step = state["step"]
+    log.info("resuming at step %d", step)
+    return step
+
+
+def train_step(run: Stage2Run, cfg: Stage2Config, batch, step: int, micro: int) -> float:
+    """One micro-batch (an optimizer step when gradients sync); returns the loss averaged over ranks."""
+    accelerator, optimizer = run.accelerator, run.optimizer
+    with accelerator.accumulate(run.model):
+        g = rank_generator(cfg.seed, accelerator.process_index, micro)
+        x = batch.target
+        noise = torch.randn(x.shape[0], x.shape[-2] * x.shape[-1] // 4, x.shape[1] * 4, generator=g)
+        sigma = sample_sigmas(x.shape[0], g, mean=cfg.sigma_mean, std=cfg.sigma_std, shift=cfg.sigma_shift)
+        run.context.set(batch.style_latent)
+        loss = flow_matching_loss(run.model, batch, noise.to(x.device, x.dtype), sigma.to(x.device),
+                                  guidance=run.guidance)
+        accelerator.backward(loss)
+        if accelerator.sync_gradients:
+            if cfg.grad_clip > 0:
+                accelerator.clip_grad_norm_(run.trainable, cfg.grad_clip)
+            for group in optimizer.param_groups:
+                group["lr"] = run.base_lr * lr_factor(step, cfg.warmup_steps, cfg.steps)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return float(accelerator.reduce(loss.detach(), reduction="mean"))
+
+
+@torch.no_grad()
+def evaluate(model, data: TripletCache, cfg: Stage2Config, guidance: float | None, device) -> dict[str, float]:
+    """Held-out loss with each sample's own style latent vs. a latent from another style.
+
+    The same noise and sigma are used for both, so the gap measures only how much the
+    experts rely on the style latent. Every rank computes the same numbers.
+    """
+    sampler = data.batch_sampler(min(cfg.batch_size, len(data)), seed=0, shuffle=False, drop_last=False)
+    totals = {"loss_correct_style": 0.0, "loss_shuffled_style": 0.0}
+    batches = sampler.batches()[: cfg.eval_batches]
+    context = model_context(model)
+    for b, indices in enumerate(batches):
+        batch = data.collate([data[i] for i in indices]).to(device)
+        g = rank_generator(cfg.seed + 1, 0, b)
+        x_shape = (len(indices), batch.target.shape[-2] * batch.target.shape[-1] // 4, batch.target.shape[1] * 4)
+        noise = torch.randn(x_shape, generator=g).to(device)
+        sigma = sample_sigmas(len(indices), g, mean=cfg.sigma_mean, std=cfg.sigma_std, shift=cfg.sigma_shift).to(device)
+        for key, latent in (("loss_correct_style", batch.style_latent),
+                            ("loss_shuffled_style", data.other_style_latents(indices, seed=b).to(device))):
+            context.set(latent)
+            totals[key] += float(flow_matching_loss(model, batch, noise, sigma, guidance=guidance)) / len(batches)
+    return totals
+
+
+def model_context(model):
+    """The StyleContext attached to a (possibly wrapped) model by ``build_model``."""
+    inner = model
+    while not hasattr(inner, "style_context") and hasattr(inner, "module"):
+        inner = inner.module
+    return inner.style_context
+
+
+def validate(run: Stage2Run, cfg: Stage2Config) -> dict[str, float]:
+    """``evaluate`` on the held-out triplets, with the model in eval mode for the duration."""
+    run.model.eval()
+    result = evaluate(run.model, run.val_data, cfg, run.guidance, run.accelerator.device)
+    run.model.train()
+    return result
+
+
+def save(run: Stage2Run, cfg: Stage2Config, step: int, final: bool) -> None:
+    """Resume state (ours, or accelerate's when sharded), progress.json and the exported native file."""
+    accelerator = run.accelerator
+    full = accelerator.get_state_dict(run.model)  # gathers shards under DeepSpeed/FSDP
+    if run.sharded_state:
+        accelerator.save_state(str(run.out_dir / "accelerate_state"))
+    if accelerator.is_main_process:
+        experts = {k: v for k, v in full.items() if ".moe." in k}
+        if not run.sharded_state:
+            save_state(run.out_dir, {"step": step, "experts": experts, "optimizer": run.optimizer.state_dict()})
+        (run.out_dir / "progress.json").write_text(json.dumps({"step": step, "final": final}))
+        export_experts(run.out_dir / EXPORT_NAME, run.moe_config, experts_from_state_dict(experts),
+                       projector_file=cfg.projector or None, base_model=cfg.base_model,
+                       style_token_concat=cfg.style_tokens)
+    accelerator.wait_for_everyone()
+
+
+def finish(run: Stage2Run, cfg: Stage2Config, metrics_log: MetricsLog) -> dict:
+    """Per-rank checksums (sync_check), then the run's records; all ranks end together."""
+    accelerator = run.accelerator
+    if cfg.sync_check:
+        (run.out_dir / f"checksum.rank{accelerator.process_index}.txt").write_text(
+            trainable_checksum(accelerator.unwrap_model(run.model)))
+    records = metrics_log.read() if accelerator.is_main_process else []
+    accelerator.wait_for_everyone()  # all ranks finish before the process group goes away
+    accelerator.end_training()
+    return {"checkpoint": str(run.out_dir / EXPORT_NAME), "train": [r for r in records if r["split"] == "train"],
+            "val": [r for r in records if r["split"] == "val"], "targets": run.targets}
+
+
+def main(cfg: Stage2Config) -> dict:
+    run = build(cfg)
+    step = resume(run, cfg)
+    # the schedule's base rate is read after resume (a resumed optimizer carries its last scheduled rate)
+    run.base_lr = run.optimizer.param_groups[0]["lr"]
+    accelerator, loader = run.accelerator, run.loader
+    metrics_log = MetricsLog(run.out_dir / "metrics.jsonl", enabled=accelerator.is_main_process, fresh=not cfg.resume)
+    if run.val_data is not None and step == 0:  # the untrained experts add nothing: the base model's loss
+        metrics_log.write(step=0, split="val", **validate(run, cfg))
+    bar = tqdm(total=cfg.steps, initial=step, desc="stage 2", disable=not accelerator.is_local_main_process)
+    # a resumed run draws fresh noise and starts the epoch that step falls in
+    micro = step * cfg.grad_accum
+    epoch, recent = micro // max(1, len(loader)), []
+    while step < cfg.steps:
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch)
+        for batch in loader:
+            recent.append(train_step(run, cfg, batch, step, micro))
+            micro += 1
+            if not accelerator.sync_gradients:
+                continue
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{recent[-1]:.4f}")
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                log.info("step %d/%d loss %.4f", step, cfg.steps, float(np.mean(recent)))
+                metrics_log.write(step=step, split="train", loss=float(np.mean(recent)))
+                recent = []
+            if run.val_data is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
+                result = validate(run, cfg)
+                log.info("step %d held-out loss: correct style %.4f, shuffled style %.4f", step,
+                         result["loss_correct_style"], result["loss_shuffled_style"])
+                metrics_log.write(step=step, split="val", **result)
+            if step % cfg.save_every == 0 or step == cfg.steps:
+                save(run, cfg, step, final=step == cfg.steps)
+            if step >= cfg.steps:
+                break
+        epoch += 1
+    bar.close()
+    return finish(run, cfg, metrics_log)
