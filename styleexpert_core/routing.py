@@ -52,7 +52,6 @@ class Routing:
         return Routing(self.experts[:, :-1], self.expert_weights[:, :-1], self.shared_weight)
 
 
-
 def router_logits(latents: torch.Tensor, gate: torch.Tensor, precision: str) -> torch.Tensor:
     """[B, E] logits of latents [B, cond_dim] through a router [E, cond_dim] in `precision`.
 
