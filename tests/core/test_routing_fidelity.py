@@ -1,12 +1,17 @@
 """Routing fidelity: one routing path and precision for merge, dynamic and Bake; the release's
 top_k == E order; the official alignment folded without its always-zero slot."""
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
-from styleexpert_core import (MoEConfig, Strengths, StyleExpertCheckpoint, fold_checkpoint, fold_layer, moe_delta,
-                              route_latent, route_style)
+from styleexpert_core import (MoEConfig, Strengths, StyleExpertCheckpoint, fold_checkpoint, fold_layer,
+                              load_checkpoint, load_native, moe_delta, route_latent, route_style, save_native)
+from styleexpert_core.errors import CheckpointError
 from styleexpert_core.routing import Routing
 
 from .helpers import random_tensors, rel_err
@@ -66,8 +71,6 @@ def test_precision_changes_the_ordered_pick_of_some_latents_and_bf16_matches_a_b
 
 
 def test_official_checkpoints_route_in_bf16_by_default_and_the_choice_overrides_it(tmp_path):
-    from styleexpert_core import load_checkpoint
-    from safetensors.torch import save_file
     config = MoEConfig(num_experts=4, rank=2, top_k=2, cond_dim=8)
     t = random_tensors(config, 6, 5)
     save_file({f"{MODULE}.lora_layer.{k}": v.contiguous() for k, v in
@@ -80,7 +83,24 @@ def test_official_checkpoints_route_in_bf16_by_default_and_the_choice_overrides_
     fp32 = fold_checkpoint(ckpt, latent, routing_precision="fp32")[MODULE]
     assert not torch.equal(bf16[0], fp32[0])  # the scores carry the precision they were routed in
     assert torch.equal(fold_checkpoint(ckpt, latent, routing_precision="bf16")[MODULE][0], bf16[0])
-    assert MoEConfig().routing_precision == "fp32"  # native files without the field: fp32, as before
+
+
+
+def test_native_version_1_files_route_in_fp32_and_new_files_record_the_precision(tmp_path):
+    config = MoEConfig(num_experts=4, rank=2, top_k=2, cond_dim=8, routing_precision="bf16")
+    save_native(StyleExpertCheckpoint(config, {MODULE: random_tensors(config, 6, 5)}), tmp_path / "v2.safetensors")
+    assert load_native(tmp_path / "v2.safetensors").config.routing_precision == "bf16"
+    with safe_open(str(tmp_path / "v2.safetensors"), "pt") as f:
+        metadata = f.metadata()
+    assert metadata["styleexpert.version"] == "2"
+    moe = {k: v for k, v in json.loads(metadata["styleexpert.moe"]).items() if k != "routing_precision"}
+    tensors = load_file(str(tmp_path / "v2.safetensors"))
+    save_file(tensors, str(tmp_path / "v1.safetensors"),
+              {**metadata, "styleexpert.version": "1", "styleexpert.moe": json.dumps(moe)})
+    assert load_native(tmp_path / "v1.safetensors").config.routing_precision == "fp32"  # written before the field
+    save_file(tensors, str(tmp_path / "v3.safetensors"), {**metadata, "styleexpert.version": "3"})
+    with pytest.raises(CheckpointError, match="version '3'.*reads versions 1, 2. Update the node pack"):
+        load_native(tmp_path / "v3.safetensors")
 
 
 def _release_all_experts_forward(x, t, latent, scale):
