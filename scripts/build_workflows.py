@@ -104,6 +104,9 @@ class Graph:
         # Optional inputs left unconnected are simply omitted, as the editor does.
         for node in self.nodes:
             node["inputs"] = [i for i in node["inputs"] if i["link"] is not None or "shape" not in i]
+        for link in self.links:  # slots count the inputs that remain
+            target = self.nodes[link[3] - 1]
+            link[4] = next(i for i, inp in enumerate(target["inputs"]) if inp["link"] == link[0])
         return {"last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": self.nodes,
                 "links": self.links, "groups": [], "config": {}, "extra": {"ds": {"scale": 0.7, "offset": [60, 320]}},
                 "version": 0.4}
