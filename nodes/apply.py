@@ -6,11 +6,13 @@ from comfy_api.latest import io
 
 from ..styleexpert_core import Strengths, check_style, fold_checkpoint
 from ..styleexpert_core.config import ROUTING_PRECISIONS
+from ..styleexpert_core.errors import InputError
 from .flux_patching import dynamic_into, merge_into
 from .payloads import LoadedStyleExpert, StyleLatent
 from .sockets import CATEGORY, StyleExpert, StyleLatentSocket
 
 KEEP = "from checkpoint"
+MODES = ["merge", "dynamic"]
 
 
 def strength_input(name: str, tooltip: str, optional: bool = False) -> io.Float.Input:
@@ -47,6 +49,8 @@ def overrides(top_k: int, alignment: str, routing_precision: str = KEEP) -> dict
 
 def apply_styleexpert(model, expert: LoadedStyleExpert, style: StyleLatent, mode: str, strengths: Strengths,
                       top_k: int = 0, alignment: str = KEEP, routing_precision: str = KEEP):
+    if mode not in MODES:  # V3 combos are not validated by the server
+        raise InputError(f"mode must be one of {MODES}, got {mode!r}.")
     latents = style.check_for(expert)
     chosen = overrides(top_k, alignment, routing_precision)
     if mode == "merge":
@@ -69,7 +73,7 @@ class StyleExpertApply(io.ComfyNode):
                 io.Model.Input("model"),
                 StyleExpert.Input("styleexpert"),
                 StyleLatentSocket.Input("style"),
-                io.Combo.Input("mode", options=["merge", "dynamic"], default="merge"),
+                io.Combo.Input("mode", options=MODES, default="merge"),
                 strength_input("strength", "Multiplies the whole style delta."),
                 *strength_inputs(),
                 *routing_inputs(),

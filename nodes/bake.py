@@ -14,14 +14,23 @@ from .apply import KEEP, overrides, routing_inputs, strength_inputs
 from .payloads import LoadedStyleExpert, StyleLatent
 from .sockets import CATEGORY, StyleExpert, StyleLatentSocket
 
-SAFE_NAME = re.compile(r"^[\w\-. ]+$")
+SAFE_NAME = re.compile(r"[\w\-. ]+")  # used with fullmatch: no trailing newline slips through
+
+
+def lora_file_name(filename: str) -> str:
+    """The base name for models/loras, or an error: no path parts, no hidden (dot) files."""
+    name = filename.strip().removesuffix(".safetensors")
+    if not name or not SAFE_NAME.fullmatch(name):
+        raise InputError(f"{filename!r} is not a usable file name: use letters, digits, spaces, '-', '_' and '.'.")
+    if name.startswith("."):
+        raise InputError(f"{filename!r} starts with '.', which makes a hidden file the LoRA list never shows; "
+                         "start the name with a letter or digit.")
+    return name
 
 
 def bake_to_loras(expert: LoadedStyleExpert, style: StyleLatent, filename: str, strengths: Strengths,
                   overwrite: bool, top_k: int = 0, alignment: str = KEEP, routing_precision: str = KEEP) -> str:
-    name = filename.strip().removesuffix(".safetensors")
-    if not name or not SAFE_NAME.match(name):
-        raise InputError(f"'{filename}' is not a usable file name: use letters, digits, spaces, '-', '_' and '.'.")
+    name = lora_file_name(filename)
     latents = style.check_for(expert)
     folder = folder_paths.get_folder_paths("loras")[0]
     path = os.path.join(folder, f"{name}.safetensors")

@@ -8,9 +8,12 @@ import comfy.utils
 from comfy_api.latest import io
 
 from ..styleexpert_core.errors import InputError
+from ..styleexpert_core.finite import check_finite_image
+from .images import check_image_channels
 from .payloads import LoadedStyleExpert, StyleLatent
 from .sockets import CATEGORY, StyleExpert, StyleLatentSocket
 
+ENCODE_MODES = ["mean", "per image"]
 CHUNK = 4  # all hidden states of one so400m image are ~91 MB in fp32
 
 
@@ -30,6 +33,7 @@ def image_features(expert: LoadedStyleExpert, clip_vision, images: torch.Tensor,
     pass, in chunks with a cancellable progress bar."""
     if images is None or images.ndim != 4 or images.shape[0] == 0 or min(images.shape[1:3]) == 0:
         raise InputError(empty_message)
+    check_finite_image(check_image_channels(images, "style"), "style")
     projector = expert.projector()
     bar = comfy.utils.ProgressBar(images.shape[0])
     styles, pooled = [], []
@@ -61,7 +65,7 @@ class StyleExpertEncodeStyle(io.ComfyNode):
                 StyleExpert.Input("styleexpert"),
                 io.ClipVision.Input("clip_vision", tooltip="SigLIP so400m-patch14-384 from Load CLIP Vision."),
                 io.Image.Input("images", tooltip="One or more style reference images."),
-                io.Combo.Input("mode", options=["mean", "per image"], default="mean",
+                io.Combo.Input("mode", options=ENCODE_MODES, default="mean",
                                tooltip="mean: one latent for all images; per image: one latent each "
                                        "(for dynamic mode batches that mix styles)."),
             ],
@@ -71,6 +75,8 @@ class StyleExpertEncodeStyle(io.ComfyNode):
     @classmethod
     def execute(cls, styleexpert: LoadedStyleExpert, clip_vision, images: torch.Tensor,
                 mode: str = "mean") -> io.NodeOutput:
+        if mode not in ENCODE_MODES:  # V3 combos are not validated by the server
+            raise InputError(f"mode must be one of {ENCODE_MODES}, got {mode!r}.")
         latents = encode_styles(styleexpert, clip_vision, images)
         if mode == "mean":
             latents = latents.mean(dim=0, keepdim=True)

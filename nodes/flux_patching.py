@@ -13,8 +13,6 @@ from functools import partial
 
 import torch
 
-import comfy.model_management
-import comfy.model_patcher
 import comfy.patcher_extension
 import comfy.utils
 from comfy.weight_adapter import LoRAAdapter
@@ -160,12 +158,8 @@ def dynamic_into(model, expert: LoadedStyleExpert, latents: torch.Tensor, config
                  strengths: Strengths):
     """A clone of `model` that routes every sample by its own style latent at forward time."""
     layers = resolve_targets(model, expert)
-    bank = expert.bank()
-    bank_patcher = comfy.model_patcher.ModelPatcher(
-        bank, load_device=comfy.model_management.get_torch_device(),
-        offload_device=comfy.model_management.unet_offload_device())
     patched = model.clone()
-    patched.set_additional_models(WRAPPER_KEY, [bank_patcher])
+    patched.set_additional_models(WRAPPER_KEY, [expert.bank_patcher()])
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY,
-                                 DynamicStyleWrapper(bank, layers, config, latents, strengths))
+                                 DynamicStyleWrapper(expert.bank(), layers, config, latents, strengths))
     return patched

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+
+import comfy.utils
 import folder_paths
 from comfy_api.latest import io, ui
 
@@ -11,6 +14,12 @@ from .payloads import LoadedStyleExpert
 from .sockets import CATEGORY, StyleExpert
 
 NONE = "(none)"
+
+
+def file_identity(path: str) -> tuple[int, int, int, int]:
+    """What changes when a file is replaced, rewritten or cut: device, inode, size, mtime in ns."""
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def describe(expert: LoadedStyleExpert) -> str:
@@ -55,13 +64,15 @@ class StyleExpertLoader(io.ComfyNode):
 
     @classmethod
     def fingerprint_inputs(cls, ckpt_name: str, projector_name: str = NONE):
-        import os
-        return tuple(os.path.getmtime(p) for n in (ckpt_name, projector_name) if n != NONE
+        # Any change on disk (also a file shortened with its mtime kept) reloads the checkpoint, which
+        # then loads or says clearly what is wrong; the loaded tensors own their memory either way.
+        return tuple(file_identity(p) for n in (ckpt_name, projector_name) if n != NONE
                      and (p := folder_paths.get_full_path(FOLDER, n)))
 
     @classmethod
     def execute(cls, ckpt_name: str, projector_name: str = NONE) -> io.NodeOutput:
         path = folder_paths.get_full_path_or_raise(FOLDER, ckpt_name)
         projector = folder_paths.get_full_path_or_raise(FOLDER, projector_name) if projector_name != NONE else None
-        expert = LoadedStyleExpert(load_checkpoint(path, projector), ckpt_name)
+        # ComfyUI's --disable-mmap: read the files without memory-mapping them.
+        expert = LoadedStyleExpert(load_checkpoint(path, projector, mmap=not comfy.utils.DISABLE_MMAP), ckpt_name)
         return io.NodeOutput(expert, ui=ui.PreviewText(describe(expert)))

@@ -9,6 +9,9 @@ from functools import cached_property
 import torch
 from torch import nn
 
+import comfy.model_management
+import comfy.model_patcher
+
 from ..styleexpert_core import ExpertTensors, StyleExpertCheckpoint, StyleProjector
 from ..styleexpert_core.errors import InputError
 from ..styleexpert_core.routing import ROUTING_DTYPES
@@ -50,6 +53,7 @@ class LoadedStyleExpert:
     name: str
     _projector: StyleProjector | None = field(default=None, repr=False)
     _bank: ExpertBank | None = field(default=None, repr=False)
+    _bank_patcher: comfy.model_patcher.ModelPatcher | None = field(default=None, repr=False)
 
     @cached_property
     def encoder_id(self) -> str | None:
@@ -71,6 +75,16 @@ class LoadedStyleExpert:
         if self._bank is None:
             self._bank = ExpertBank(self.checkpoint.layers)
         return self._bank
+
+    def bank_patcher(self) -> comfy.model_patcher.ModelPatcher:
+        """One ModelPatcher per bank, for as long as the bank lives. A new patcher per run would
+        leave a dead entry in ComfyUI's loaded-model list each time (the bank outlives it), which
+        /free cannot unload and which makes every later model load run a full gc."""
+        if self._bank_patcher is None:
+            self._bank_patcher = comfy.model_patcher.ModelPatcher(
+                self.bank(), load_device=comfy.model_management.get_torch_device(),
+                offload_device=comfy.model_management.unet_offload_device())
+        return self._bank_patcher
 
 
 @dataclass(frozen=True, eq=False)

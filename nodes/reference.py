@@ -18,6 +18,8 @@ import node_helpers
 from comfy_api.latest import io, ui
 
 from ..styleexpert_core.errors import InputError
+from ..styleexpert_core.finite import check_finite_image
+from .images import check_image_channels
 from ..styleexpert_core.reference_layout import STYLE_ROW_OFFSET
 from .payloads import LoadedStyleExpert
 from .sockets import CATEGORY, StyleExpert
@@ -65,7 +67,8 @@ def check_megastyle_grid(target_ids: torch.Tensor, style_ids: torch.Tensor) -> N
 def encode_reference(vae, image: torch.Tensor, what: str) -> torch.Tensor:
     if image.ndim != 4 or image.shape[0] == 0 or min(image.shape[1:3]) < 16:
         raise InputError(f"the {what} image is empty or smaller than 16 px; connect a real image.")
-    return vae.encode(image[:, :, :, :3])
+    check_image_channels(image, what)
+    return vae.encode(check_finite_image(image, what)[:, :, :, :3])
 
 
 def existing_references(conditioning) -> int:

@@ -54,8 +54,23 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _check_output(path: str, force: bool) -> Path:
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+def _check_output(path: str, force: bool, inputs: tuple[str | None, ...]) -> Path:
+    """The output path, refused when it is a folder or one of the inputs (whatever the flags:
+    --force must never destroy what the command reads)."""
     out = Path(path)
+    for given in filter(None, inputs):
+        if _same_file(out, Path(given)):
+            raise StyleExpertError(f"the output {out} is also an input ({given}); writing it would destroy "
+                                   "the input. Choose another output file.")
+    if out.is_dir():
+        raise StyleExpertError(f"the output {out} is a folder; give the name of the file to write.")
     if out.exists() and not force:
         raise StyleExpertError(f"{out} exists; pass --force to overwrite it.")
     if not out.parent.is_dir():
@@ -99,11 +114,11 @@ def run(args: argparse.Namespace) -> int:
         summary = load_checkpoint(args.file, args.projector).summary()
         print(json.dumps(summary, indent=2) if args.json else _format_summary(summary))
     elif args.command == "convert-official":
-        out = _check_output(args.output, args.force)
+        out = _check_output(args.output, args.force, (args.moe, args.encoder))
         save_native(load_official(args.moe, args.encoder, top_k=args.top_k), out)
         print(f"wrote {out}")
     elif args.command == "bake":
-        out = _check_output(args.output, args.force)
+        out = _check_output(args.output, args.force, (args.checkpoint, args.style_latent))
         strengths = Strengths(args.strength, args.shared_strength, args.routed_strength, args.double_blocks,
                               args.single_blocks)
         layers = bake_style(load_checkpoint(args.checkpoint), read_style_latent(args.style_latent), out,

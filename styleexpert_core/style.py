@@ -12,6 +12,7 @@ import torch
 
 from .config import MoEConfig
 from .errors import InputError
+from .finite import check_finite_number
 from .keys import block_kind
 from .routing import Routing, check_style_latent, route, router_logits
 
@@ -25,6 +26,15 @@ class Strengths:
     routed: float = 1.0
     double: float = 1.0
     single: float = 1.0
+
+    # The names the Apply/Bake inputs give them (the CLI flags are the same with '-').
+    INPUT_NAMES = {"total": "strength", "shared": "shared_strength", "routed": "routed_strength",
+                   "double": "double_blocks", "single": "single_blocks"}
+
+    def __post_init__(self) -> None:
+        # A NaN passes ComfyUI's min/max validation (and argparse) and would only give a black image.
+        for name, label in self.INPUT_NAMES.items():
+            check_finite_number(getattr(self, name), label)
 
     def layer_factor(self, module: str) -> float:
         """Factor of a diffusers-named layer's whole delta (total x its block group's factor)."""

@@ -154,6 +154,32 @@ def check(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def config_help(cls: type) -> str:
+    """The options of a config dataclass with their defaults, for ``--help``."""
+    doc = (sys.modules[cls.__module__].__doc__ or "").strip()
+    lines = [doc, "", "usage: [config.yaml|config.json] --key=value ...", "", "options (default):"]
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)")
+        lines.append(f"  --{f.name}={default!r}" if default != "(required)" else f"  --{f.name}  (required)")
+    return "\n".join(lines) + "\n"
+
+
+def config_main(cls: type[T], run: Callable[[T], Any], argv: Sequence[str] | None = None) -> None:
+    """Entry point of a config-driven command: ``--help`` lists the options, a user error is one
+    line on stderr and exit 2 (no traceback), anything else propagates."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in argv):
+        sys.stdout.write(config_help(cls))
+        raise SystemExit(0)
+    setup_logging()
+    try:
+        run(load_config(cls, argv))
+    except StyleExpertError as e:
+        sys.stderr.write(f"error: {' '.join(str(e).split())}\n")
+        raise SystemExit(2) from None
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     """Console logging for a training script; only entry points call it (libraries never configure logging)."""
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")

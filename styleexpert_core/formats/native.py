@@ -83,18 +83,35 @@ def _split_tensors(tensors: dict[str, torch.Tensor], source: str):
     return grouped, projector
 
 
+def _config_from_metadata(cls, data, key: str, source: str):
+    """MoEConfig/ProjectorConfig from one metadata field (None when absent), or an error naming
+    the file and the field."""
+    if data is None:
+        return None
+    try:
+        if not isinstance(data, dict):
+            raise StyleExpertError(f"expected a JSON object, got {data!r}")
+        return cls.from_dict(data)
+    except (TypeError, ValueError) as e:  # StyleExpertError is a ValueError
+        raise CheckpointError(f"{source}: metadata '{key}' is not a valid {cls.__name__} ({e}); the file "
+                              "was not written by StyleExpert or was edited by hand.") from None
+
+
 def native_from_tensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str],
                         source: str) -> StyleExpertCheckpoint:
     """The checkpoint a native file's tensors and metadata describe, every key accounted for."""
     moe, proj, info = _read_metadata(metadata, source)
-    config = MoEConfig.from_dict(moe) if moe else None
+    if not tensors:
+        raise CheckpointError(f"{source}: the file holds neither expert layers nor a style projector (no tensors); "
+                              "it is incomplete. Export or convert it again.")
+    config = _config_from_metadata(MoEConfig, moe, "styleexpert.moe", source)
     grouped, projector = _split_tensors(tensors, source)
     if grouped and config is None:
         raise CheckpointError(f"{source}: expert tensors present but no 'styleexpert.moe' metadata.")
     layers = expert_layers(grouped, config, source) if grouped else {}
     projector_config = None
     if projector:
-        projector_config = ProjectorConfig.from_dict(proj) if proj else None
+        projector_config = _config_from_metadata(ProjectorConfig, proj, "styleexpert.projector", source)
         if projector_config is None:
             raise CheckpointError(f"{source}: projector tensors present but no 'styleexpert.projector' metadata.")
         _check_projector(projector, projector_config, source)

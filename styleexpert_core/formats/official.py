@@ -51,29 +51,33 @@ def official_to_layers(tensors: dict[str, torch.Tensor], source: str,
 def official_projector(tensors: dict[str, torch.Tensor],
                        source: str) -> tuple[dict[str, torch.Tensor], ProjectorConfig]:
     """(projector tensors without the `proj_model.` prefix, their configuration), strictly checked."""
+    if tensors and all(OFFICIAL_MARK in k for k in tensors):
+        raise CheckpointError(f"{source}: this is an official MoE file (expert layers), not a style projector "
+                              "file; pick it as the checkpoint and the projector file as the projector.")
     state = strip_official_prefix(tensors)
     config = projector_config_from_state_dict(state, source)
     build_projector(state, source, config=config)  # strict key/shape check
     return state, config
 
 
-def read_official_projector(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], ProjectorConfig]:
-    return official_projector(read_tensor_file(path), str(path))
+def read_official_projector(path: str | os.PathLike, *,
+                            mmap: bool = True) -> tuple[dict[str, torch.Tensor], ProjectorConfig]:
+    return official_projector(read_tensor_file(path, mmap=mmap), str(path))
 
 
 def load_official(moe_path: str | os.PathLike | None, projector_path: str | os.PathLike | None = None,
-                  *, top_k: int = OFFICIAL_TOP_K) -> StyleExpertCheckpoint:
+                  *, top_k: int = OFFICIAL_TOP_K, mmap: bool = True) -> StyleExpertCheckpoint:
     """The official release, losslessly: MoE file and/or projector file."""
     if moe_path is None and projector_path is None:
         raise StyleExpertError("give the official MoE file, the projector file, or both.")
     config, layers = None, {}
     if moe_path is not None:
-        tensors, metadata = read_safetensors(moe_path)
+        tensors, metadata = read_safetensors(moe_path, mmap=mmap)
         if detect_format(tensors, metadata) != "official-moe":
             raise CheckpointError(f"{moe_path}: not an official StyleExpert MoE file "
                                   "(keys '<module>.lora_layer.loraA', ...).")
         config, layers = official_to_layers(tensors, str(moe_path), top_k)
     projector = projector_config = None
     if projector_path is not None:
-        projector, projector_config = read_official_projector(projector_path)
+        projector, projector_config = read_official_projector(projector_path, mmap=mmap)
     return StyleExpertCheckpoint(config, layers, projector, projector_config, dict(OFFICIAL_INFO))

@@ -103,6 +103,7 @@ def test_cli_convert_inspect_and_bake(tmp_path, capsys):
     assert rel_err(x @ (up @ down).t(), 0.5 * dyn) <= 1e-5
 
 
+@pytest.mark.bad_input
 def test_bake_rejects_bad_latents(tmp_path, capsys):
     moe_path, _, _ = official_files(tmp_path)
     for name, tensors, expected in [
@@ -118,6 +119,7 @@ def test_bake_rejects_bad_latents(tmp_path, capsys):
         assert not (tmp_path / f"out_{name}.safetensors").exists()
 
 
+@pytest.mark.bad_input
 def test_corrupt_pickled_and_unknown_files(tmp_path):
     moe_path, _, raw = official_files(tmp_path)
     data = moe_path.read_bytes()
@@ -142,6 +144,7 @@ def _mutated(tmp_path, change):
     return tmp_path / "bad.safetensors"
 
 
+@pytest.mark.bad_input
 def test_official_bad_keys_and_shapes(tmp_path):
     k = "transformer_blocks.0.attn.to_q.lora_layer."
     with pytest.raises(CheckpointError, match="unknown key .*lora_layer.loraC"):
@@ -155,6 +158,7 @@ def test_official_bad_keys_and_shapes(tmp_path):
             {kk.replace("to_q", "to_z"): v.clone() for kk, v in d.items() if "to_q" in kk})))
 
 
+@pytest.mark.bad_input
 def test_rank_above_16_under_official_rule_is_refused(tmp_path):
     moe_path, _, _ = official_files(tmp_path, config=MoEConfig(num_experts=4, rank=32, top_k=2, cond_dim=24,
                                                                scale_rule="none"))
@@ -162,6 +166,7 @@ def test_rank_above_16_under_official_rule_is_refused(tmp_path):
         load_official(moe_path)
 
 
+@pytest.mark.bad_input
 def test_native_refuses_unknown_tensor_and_projector_cond_mismatch(tmp_path):
     moe_path, proj_path, _ = official_files(tmp_path)
     ckpt = load_official(moe_path, proj_path)
@@ -180,6 +185,7 @@ def test_native_refuses_unknown_tensor_and_projector_cond_mismatch(tmp_path):
         load_native(tmp_path / "v9.safetensors")
 
 
+@pytest.mark.bad_input
 def test_projector_only_native_and_pt_pickle_guard(tmp_path):
     torch.manual_seed(0)
     proj = StyleProjector(PROJ).state_dict()

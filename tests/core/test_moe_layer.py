@@ -64,6 +64,7 @@ def test_one_latent_broadcasts_over_batch():
     torch.testing.assert_close(one, rep, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.bad_input
 def test_latent_batch_mismatch_is_clear():
     config = MoEConfig(num_experts=4, rank=4, top_k=2, cond_dim=8)
     t, x, latent = _inputs(config, batch=3)
@@ -111,6 +112,7 @@ def test_config_validation_messages():
         MoEConfig(alignment="fixed")
 
 
+@pytest.mark.bad_input
 def test_bad_latents_are_rejected():
     config = MoEConfig(num_experts=4, rank=4, top_k=2, cond_dim=8)
     t = random_tensors(config, 4, 4)

@@ -42,6 +42,7 @@ def test_forward_matches_hand_written_projection_and_layer_order():
     torch.testing.assert_close(p(tuple(hidden.unbind(1))), out)
 
 
+@pytest.mark.bad_input
 def test_wrong_siglip_is_a_clear_error():
     p = StyleProjector(SMALL)
     with pytest.raises(InputError, match="at least 20 layers"):

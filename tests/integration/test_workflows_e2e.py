@@ -83,6 +83,7 @@ def _loader_prompt(info, ckpt_name):
             "2": api_node(info, "StyleExpertTestInspect", value=["1", 0])}
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("case,expected", [
     ("truncated", "truncated or corrupt"),
     ("pickled", "refusing to unpickle"),
@@ -127,6 +128,7 @@ def test_bad_files_show_a_clear_error_and_the_server_keeps_serving(server, case,
     assert server.run_prompt(_loader_prompt(info, CHECKPOINT))["status"]["status_str"] == "success"
 
 
+@pytest.mark.bad_input
 def test_missing_file_is_rejected_before_running(server):
     from comfy_harness.server import PromptRejected
     info = server.object_info()
@@ -134,6 +136,7 @@ def test_missing_file_is_rejected_before_running(server):
         server.post_prompt(_loader_prompt(info, "absent.safetensors"))
 
 
+@pytest.mark.bad_input
 def test_wrong_model_and_wrong_siglip_show_clear_errors(server):
     """A checkpoint for a different Flux width, and a non-SigLIP vision model: node errors, not crashes."""
     info = server.object_info()

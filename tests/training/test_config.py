@@ -36,3 +36,20 @@ def test_stage2_config_errors():
         load_config(Stage2Config, ["--cache_dir=c", "--model=tiny", "--base_dtype=bfloat16"])
     with pytest.raises(ConfigError, match="alignment must be one of"):
         load_config(Stage2Config, ["--cache_dir=c", "--model=tiny", "--alignment=fixed"])
+
+
+def test_entry_points_list_their_options_and_report_user_errors_in_one_line():
+    import subprocess
+    import sys
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "training.stage2", *args], capture_output=True, text=True,
+                              timeout=300)
+
+    shown = run("--help")
+    assert shown.returncode == 0, shown.stderr
+    assert "--lr=" in shown.stdout and "--targets=" in shown.stdout
+    bad = run("--lr=abc")
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "error: lr: expected a number, got 'abc'."
+    assert "Traceback" not in bad.stderr

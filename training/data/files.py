@@ -9,26 +9,21 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from styleexpert_core.safe_write import write_atomically
 
 from .errors import ManifestError, MissingFileError
 
 
 def atomic_save(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a fresh temporary path next to ``path``, then move it into place."""
+    """Call ``write(tmp)`` on a fresh temporary path next to ``path``, then move it into place
+    (the core's one atomic writer; this adds the parent folder and Path arguments)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, lambda tmp: write(Path(tmp)))
     return path
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +41,7 @@ import torch
 from styleexpert_core.metrics import retrieval_metrics
 
 from ..checkpoints import load_projector_checkpoint
-from ..config import check, load_config, setup_logging
+from ..config import check, config_main
 from ..data.backbones import ProjectedStyle
 from ..data.cache import CacheReader, cache_style_hidden, cache_triplets, TripletCacheSpec
 from ..data.images import load_square
@@ -198,5 +197,4 @@ def run_demo(cfg: DemoConfig) -> dict:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    print(json.dumps(run_demo(load_config(DemoConfig, sys.argv[1:]))))
+    config_main(DemoConfig, lambda cfg: print(json.dumps(run_demo(cfg))))

@@ -9,10 +9,9 @@ Models load from local folders only.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
-from ..config import check, load_config, setup_logging
+from ..config import check, config_main, load_config
 from ..data.backbones import DTYPES, SiglipHidden, SiglipStyleText
 from ..data.cache import cache_style_hidden
 from ..data.triplets import read_triplets
@@ -48,5 +47,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    main(sys.argv[1:])
+    config_main(Stage1CacheConfig, run)

@@ -1,9 +1,6 @@
 """``python -m training.stage2 [config.yaml] --key=value ...``: train the experts (see ``train.py``)."""
 
-import sys
-
-from ..config import load_config, setup_logging
+from ..config import config_main
 from .train import Stage2Config, main
 
-setup_logging()
-main(load_config(Stage2Config, sys.argv[1:]))
+config_main(Stage2Config, main)

@@ -13,11 +13,10 @@ included), and SigLIP is tapped at exactly those layers.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 from ..checkpoints import load_projector_checkpoint
-from ..config import check, load_config, setup_logging
+from ..config import check, config_main, load_config
 from ..data.backbones import DTYPES, FluxText, ProjectedStyle, SiglipHidden, VaeLatents
 from ..data.cache import TripletCacheSpec, cache_triplets
 from ..data.triplets import read_triplets
@@ -70,5 +69,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    main(sys.argv[1:])
+    config_main(Stage2CacheConfig, run)

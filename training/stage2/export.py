@@ -11,14 +11,13 @@ cond_dim; the core refuses the file otherwise.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from styleexpert_core.formats import StyleExpertCheckpoint, load_checkpoint, save_native
 
 from ..checkpoints import load_projector_checkpoint
-from ..config import check, load_config, setup_logging
+from ..config import check, config_main
 
 
 @dataclass(frozen=True)
@@ -40,6 +39,4 @@ def merge(experts: str | Path, projector: str | Path, out: str | Path) -> Path:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    cfg = load_config(ExportConfig, sys.argv[1:])
-    merge(cfg.experts, cfg.projector, cfg.out)
+    config_main(ExportConfig, lambda cfg: merge(cfg.experts, cfg.projector, cfg.out))

@@ -179,6 +179,91 @@ class InspectValue(io.ComfyNode):
         return io.NodeOutput(ui=ui.PreviewText(json.dumps(summarize(value))))
 
 
+class CorruptImage(io.ComfyNode):
+    """An IMAGE made bad on purpose: NaN or Inf in its first pixel, and/or fewer channels."""
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="StyleExpertTestCorruptImage",
+            display_name="Test corrupt image",
+            category=CATEGORY,
+            inputs=[
+                io.Image.Input("image"),
+                io.Combo.Input("fill", options=["none", "nan", "inf"], default="none"),
+                io.Int.Input("channels", default=3, min=1, max=4),
+            ],
+            outputs=[io.Image.Output()],
+        )
+
+    @classmethod
+    def execute(cls, image, fill, channels):
+        image = image[..., :channels].clone()
+        if fill != "none":
+            image[0, 0, 0, 0] = float(fill)
+        return io.NodeOutput(image)
+
+
+class TruncateFile(io.ComfyNode):
+    """Passes `value` through after shortening models/<folder>/<name> in place, keeping its mtime:
+    a checkpoint changed on disk while the server holds it."""
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="StyleExpertTestTruncateFile",
+            display_name="Test truncate file in place",
+            category=CATEGORY,
+            inputs=[
+                io.AnyType.Input("value"),
+                io.String.Input("folder", default="styleexpert"),
+                io.String.Input("name"),
+                io.Int.Input("size", default=1000, min=0),
+            ],
+            outputs=[io.AnyType.Output()],
+        )
+
+    @classmethod
+    def execute(cls, value, folder, name, size):
+        import os
+
+        path = folder_paths.get_full_path_or_raise(folder, name)
+        stat = os.stat(path)
+        os.truncate(path, size)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        return io.NodeOutput(value)
+
+
+class LoadedModels(io.ComfyNode):
+    """Output node: ComfyUI's loaded-model list after its input ran, as JSON: one entry per model,
+    {"class": real model class or null, "dead": patcher gone but model alive (a leak)}."""
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="StyleExpertTestLoadedModels",
+            display_name="Test loaded models (JSON)",
+            category=CATEGORY,
+            inputs=[io.AnyType.Input("after", optional=True)],
+            outputs=[],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def fingerprint_inputs(cls, **kwargs):
+        return float("nan")
+
+    @classmethod
+    def execute(cls, after=None):
+        import comfy.model_management as mm
+
+        models = []
+        for loaded in mm.current_loaded_models:
+            real = loaded.real_model() if loaded.real_model is not None else None
+            models.append({"class": type(real).__name__ if real is not None else None, "dead": real is not None and loaded.model is None})
+        return io.NodeOutput(ui=ui.PreviewText(json.dumps(models)))
+
+
 def summarize(value, depth: int = 0):
     """JSON-able description of ComfyUI values: tensors by shape/dtype/stats, models by config and patches."""
     if depth > 6:
@@ -243,7 +328,8 @@ def _summarize_model_patcher(patcher) -> dict:
 
 class TestingExtension(ComfyExtension):
     async def get_node_list(self):
-        return [SeededConditioning, TinyFluxModel, TinyClipVision, SeededImage, InspectValue]
+        return [SeededConditioning, TinyFluxModel, TinyClipVision, SeededImage, InspectValue, LoadedModels,
+                CorruptImage, TruncateFile]
 
 
 async def comfy_entrypoint() -> TestingExtension:
