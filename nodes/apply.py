@@ -34,8 +34,8 @@ def routing_inputs(optional: bool = False) -> list:
             io.Combo.Input("alignment", options=[KEEP, "official", "paper"], default=KEEP, optional=optional,
                            tooltip="How scores meet experts. Keep the checkpoint's value unless you know "
                                    "why (the official weights mean 'official')."),
-            io.Combo.Input("routing_precision", options=[KEEP, *ROUTING_PRECISIONS], default=KEEP,
-                           optional=optional,
+            # Always optional: API prompts saved before this input existed keep working.
+            io.Combo.Input("routing_precision", options=[KEEP, *ROUTING_PRECISIONS], default=KEEP, optional=True,
                            tooltip="Precision the router picks experts in. Keep the checkpoint's: the official "
                                    "weights were trained routing in bf16, and about 1% of styles pick a "
                                    "different expert in fp32.")]
