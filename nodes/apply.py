@@ -5,6 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..styleexpert_core import Strengths, check_style, fold_checkpoint
+from ..styleexpert_core.config import ROUTING_PRECISIONS
 from ..styleexpert_core.errors import InputError
 from .flux_patching import dynamic_into, merge_into
 from .payloads import LoadedStyleExpert, StyleLatent
@@ -35,28 +36,34 @@ def strength_inputs(optional: bool = False) -> list[io.Float.Input]:
 
 
 def routing_inputs(optional: bool = False) -> list:
-    """top_k and alignment overrides (0 and KEEP keep the checkpoint's values)."""
+    """top_k, alignment and routing precision overrides (0 and KEEP keep the checkpoint's values)."""
     return [io.Int.Input("top_k", default=0, min=0, max=64, optional=optional,
                          tooltip="Routed experts per layer; 0 keeps the checkpoint's value."),
             io.Combo.Input("alignment", options=[KEEP, "official", "paper"], default=KEEP, optional=optional,
                            tooltip="How scores meet experts. Keep the checkpoint's value unless you know "
-                                   "why (the official weights mean 'official').")]
+                                   "why (the official weights mean 'official')."),
+            # Always optional: API prompts saved before this input existed keep working.
+            io.Combo.Input("routing_precision", options=[KEEP, *ROUTING_PRECISIONS], default=KEEP, optional=True,
+                           tooltip="Precision the router picks experts in. Keep the checkpoint's: the official "
+                                   "weights were trained routing in bf16, and about 1% of styles pick a "
+                                   "different expert in fp32.")]
 
 
-def overrides(top_k: int, alignment: str) -> dict:
-    """The core's alignment/top_k overrides from the nodes' widget values."""
-    return {"alignment": None if alignment == KEEP else alignment, "top_k": top_k or None}
+def overrides(top_k: int, alignment: str, routing_precision: str = KEEP) -> dict:
+    """The core's alignment/top_k/routing precision overrides from the nodes' widget values."""
+    return {"alignment": None if alignment == KEEP else alignment, "top_k": top_k or None,
+            "routing_precision": None if routing_precision == KEEP else routing_precision}
 
 
 def apply_styleexpert(model, expert: LoadedStyleExpert, style: StyleLatent, mode: str, strengths: Strengths,
-                      top_k: int = 0, alignment: str = KEEP):
+                      top_k: int = 0, alignment: str = KEEP, routing_precision: str = KEEP):
     if mode not in MODES:  # V3 combos are not validated by the server
         raise InputError(f"mode must be one of {MODES}, got {mode!r}.")
     latents = style.check_for(expert)
+    chosen = overrides(top_k, alignment, routing_precision)
     if mode == "merge":
-        folded = fold_checkpoint(expert.checkpoint, latents, strengths=strengths, **overrides(top_k, alignment))
-        return merge_into(model, expert, folded)
-    config, latents = check_style(expert.checkpoint, latents, **overrides(top_k, alignment))
+        return merge_into(model, expert, fold_checkpoint(expert.checkpoint, latents, strengths=strengths, **chosen))
+    config, latents = check_style(expert.checkpoint, latents, **chosen)
     return dynamic_into(model, expert, latents, config, strengths)
 
 
@@ -88,6 +95,7 @@ class StyleExpertApply(io.ComfyNode):
     def execute(cls, model, styleexpert: LoadedStyleExpert, style: StyleLatent, mode: str = "merge",
                 strength: float = 1.0, shared_strength: float = 1.0, routed_strength: float = 1.0,
                 double_blocks: float = 1.0, single_blocks: float = 1.0, top_k: int = 0,
-                alignment: str = KEEP) -> io.NodeOutput:
+                alignment: str = KEEP, routing_precision: str = KEEP) -> io.NodeOutput:
         strengths = Strengths(strength, shared_strength, routed_strength, double_blocks, single_blocks)
-        return io.NodeOutput(apply_styleexpert(model, styleexpert, style, mode, strengths, top_k, alignment))
+        return io.NodeOutput(apply_styleexpert(model, styleexpert, style, mode, strengths, top_k, alignment,
+                                               routing_precision))

@@ -29,7 +29,7 @@ def lora_file_name(filename: str) -> str:
 
 
 def bake_to_loras(expert: LoadedStyleExpert, style: StyleLatent, filename: str, strengths: Strengths,
-                  overwrite: bool, top_k: int = 0, alignment: str = KEEP) -> str:
+                  overwrite: bool, top_k: int = 0, alignment: str = KEEP, routing_precision: str = KEEP) -> str:
     name = lora_file_name(filename)
     latents = style.check_for(expert)
     folder = folder_paths.get_folder_paths("loras")[0]
@@ -38,7 +38,7 @@ def bake_to_loras(expert: LoadedStyleExpert, style: StyleLatent, filename: str, 
         raise InputError(f"{path} already exists; enable overwrite or choose another name.")
     os.makedirs(folder, exist_ok=True)
     bake_style(expert.checkpoint, latents, path, name=expert.name, strengths=strengths,
-               **overrides(top_k, alignment))
+               **overrides(top_k, alignment, routing_precision))
     return f"{name}.safetensors"
 
 
@@ -70,7 +70,8 @@ class StyleExpertBakeLoRA(io.ComfyNode):
     def execute(cls, styleexpert: LoadedStyleExpert, style: StyleLatent, filename: str, strength: float = 1.0,
                 overwrite: bool = False, shared_strength: float = 1.0, routed_strength: float = 1.0,
                 double_blocks: float = 1.0, single_blocks: float = 1.0, top_k: int = 0,
-                alignment: str = KEEP) -> io.NodeOutput:
+                alignment: str = KEEP, routing_precision: str = KEEP) -> io.NodeOutput:
         strengths = Strengths(strength, shared_strength, routed_strength, double_blocks, single_blocks)
-        written = bake_to_loras(styleexpert, style, filename, strengths, overwrite, top_k, alignment)
+        written = bake_to_loras(styleexpert, style, filename, strengths, overwrite, top_k, alignment,
+                                routing_precision)
         return io.NodeOutput(written, ui=ui.PreviewText(f"wrote models/loras/{written}"))

@@ -14,6 +14,7 @@ import comfy.model_patcher
 
 from ..styleexpert_core import ExpertTensors, StyleExpertCheckpoint, StyleProjector
 from ..styleexpert_core.errors import InputError
+from ..styleexpert_core.routing import ROUTING_DTYPES
 
 
 def tensors_fingerprint(tensors: dict[str, torch.Tensor]) -> str:
@@ -65,7 +66,9 @@ class LoadedStyleExpert:
                 f"'{self.name}' has no style projector, so it cannot encode style images. Load a native "
                 "StyleExpert file that includes one, or pick the official projector file in the loader.")
         if self._projector is None:
-            self._projector = self.checkpoint.build_projector().eval().requires_grad_(False)
+            # In the checkpoint's precision: bf16 for the release, whose router saw bf16 style latents.
+            dtype = ROUTING_DTYPES[self.checkpoint.precision]
+            self._projector = self.checkpoint.build_projector(dtype=dtype).eval().requires_grad_(False)
         return self._projector
 
     def bank(self) -> ExpertBank:

@@ -46,7 +46,8 @@ SIGNATURES = {
     "StyleExpertApply": ([("model", "MODEL"), ("styleexpert", "STYLEEXPERT"), ("style", "STYLE_LATENT")],
                          [("MODEL", "MODEL")]),
     "StyleExpertReferenceLatents": ([("model", "MODEL"), ("conditioning", "CONDITIONING"), ("vae", "VAE"),
-                                     ("content", "IMAGE"), ("style", "IMAGE")],
+                                     ("content", "IMAGE"), ("style", "IMAGE"), ("target", "LATENT"),
+                                     ("styleexpert", "STYLEEXPERT")],
                                     [("MODEL", "MODEL"), ("CONDITIONING", "CONDITIONING")]),
     "StyleExpertRoutingPreview": ([("styleexpert", "STYLEEXPERT"), ("style", "STYLE_LATENT")],
                                   [("heatmap", "IMAGE"), ("routing", "STRING")]),
@@ -59,9 +60,10 @@ SIGNATURES = {
                             ("aesthetic", "FLOAT")]),
 }
 OPTIONAL_INPUTS = {("StyleExpertReferenceLatents", "content"), ("StyleExpertReferenceLatents", "style"),
+                   ("StyleExpertReferenceLatents", "target"), ("StyleExpertReferenceLatents", "styleexpert"),
                    ("StyleExpertBlendStyles", "style_c"), ("StyleExpertBlendStyles", "style_d"),
                    ("StyleExpertMetrics", "content")}
-APPLY_DEFAULTS = ["merge", 1.0, 1.0, 1.0, 1.0, 1.0, 0, "from checkpoint"]
+APPLY_DEFAULTS = ["merge", 1.0, 1.0, 1.0, 1.0, 1.0, 0, "from checkpoint", "from checkpoint"]
 
 
 class Graph:
@@ -102,6 +104,9 @@ class Graph:
         # Optional inputs left unconnected are simply omitted, as the editor does.
         for node in self.nodes:
             node["inputs"] = [i for i in node["inputs"] if i["link"] is not None or "shape" not in i]
+        for link in self.links:  # slots count the inputs that remain
+            target = self.nodes[link[3] - 1]
+            link[4] = next(i for i, inp in enumerate(target["inputs"]) if inp["link"] == link[0])
         return {"last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": self.nodes,
                 "links": self.links, "groups": [], "config": {}, "extra": {"ds": {"scale": 0.7, "offset": [60, 320]}},
                 "version": 0.4}
@@ -163,8 +168,10 @@ def apply_and_reference(g: Graph, n: dict, style: int, mode: str, x: int) -> tup
     g.link(n["unet"], 0, apply, "model")
     g.link(n["expert"], 0, apply, "styleexpert")
     g.link(style, 0, apply, "style")
-    ref = g.add("StyleExpertReferenceLatents", ["official"], pos=(x, 340))
+    # The checkpoint goes to the reference node too, which cuts the text to its training length.
+    ref = g.add("StyleExpertReferenceLatents", ["official", "checkpoint's length"], pos=(x, 340))
     g.link(apply, 0, ref, "model")
+    g.link(n["expert"], 0, ref, "styleexpert")
     g.link(n["guidance"], 0, ref, "conditioning")
     g.link(n["vae"], 0, ref, "vae")
     g.link(n["scale"], 0, ref, "content")
@@ -255,7 +262,7 @@ def baked_lora() -> Graph:
     n = kontext_base(g)
     lora = g.add("LoraLoaderModelOnly", ["styleexpert_baked.safetensors", 1.0], pos=(400, 0))
     g.link(n["unet"], 0, lora, "model")
-    ref = g.add("StyleExpertReferenceLatents", ["official"], pos=(800, 400))
+    ref = g.add("StyleExpertReferenceLatents", ["official", "checkpoint's length"], pos=(800, 400))
     g.link(lora, 0, ref, "model")
     g.link(n["guidance"], 0, ref, "conditioning")
     g.link(n["vae"], 0, ref, "vae")

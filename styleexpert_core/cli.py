@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from .config import ROUTING_PRECISIONS
 from .errors import InputError, StyleExpertError
 from .formats import bake_style, load_checkpoint, load_official, read_safetensors, save_native
 from .style import Strengths
@@ -46,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--single-blocks", type=float, default=1.0, help="extra factor for single-stream blocks")
     s.add_argument("--alignment", choices=("official", "paper"), help="override the checkpoint's score alignment")
     s.add_argument("--top-k", type=int, help="override the number of routed experts")
+    s.add_argument("--routing-precision", choices=ROUTING_PRECISIONS,
+                   help="override the precision the router picks experts in (keep the checkpoint's)")
     s.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="tensor dtype of the LoRA file")
     s.add_argument("--force", action="store_true", help="overwrite an existing output file")
     return p
@@ -89,7 +92,8 @@ def _format_summary(summary: dict) -> str:
         m = summary["moe"]
         g = summary["layer_groups"]
         lines.append(f"experts: {m['num_experts']} x rank {m['rank']}, top_k {m['top_k']} + 1 shared, "
-                     f"cond_dim {m['cond_dim']}, scale {m['scale']:g} ({m['scale_rule']}), alignment {m['alignment']}")
+                     f"cond_dim {m['cond_dim']}, scale {m['scale']:g} ({m['scale_rule']}), alignment {m['alignment']}, "
+                     f"routing in {m['routing_precision']}")
         lines.append(f"layers: {summary['layers']} ({g['double_blocks']} in double blocks, {g['single_blocks']} in "
                      f"single blocks, {g['other']} other), {summary['parameters'] / 1e6:.1f} M parameters, "
                      f"folds to rank {m['folded_rank']} per style")
@@ -119,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
                               args.single_blocks)
         layers = bake_style(load_checkpoint(args.checkpoint), read_style_latent(args.style_latent), out,
                             name=Path(args.checkpoint).name, strengths=strengths, alignment=args.alignment,
-                            top_k=args.top_k, dtype=DTYPES[args.dtype])
+                            top_k=args.top_k, routing_precision=args.routing_precision, dtype=DTYPES[args.dtype])
         print(f"wrote {out} ({layers} layers)")
     return 0
 

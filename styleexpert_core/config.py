@@ -9,6 +9,8 @@ from .errors import StyleExpertError
 
 ALIGNMENTS = ("official", "paper")
 SCALE_RULES = ("official", "none")
+# Precision of the style projector and router (see routing.router_logits): the release runs both in bf16.
+ROUTING_PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,10 @@ class MoEConfig:
     scale_rule: ``official`` multiplies by ``16 // rank`` (the released code; a
       rank above 16 would give 0 and silently disable the layer, so we refuse
       it); ``none`` multiplies by 1.
+    routing_precision: the precision the router (and style projector) ran in when
+      the experts were trained; ``bf16`` for the release. Near-ties between router
+      logits resolve differently in fp32 and bf16, and a different order is a
+      different expert, so inference routes in the training precision.
     """
 
     num_experts: int = 16
@@ -32,6 +38,7 @@ class MoEConfig:
     cond_dim: int = 3072
     alignment: str = "official"
     scale_rule: str = "official"
+    routing_precision: str = "fp32"
 
     def __post_init__(self) -> None:
         for name in ("num_experts", "rank", "top_k", "cond_dim"):
@@ -46,6 +53,9 @@ class MoEConfig:
             raise StyleExpertError(f"alignment must be one of {ALIGNMENTS}, got {self.alignment!r}.")
         if self.scale_rule not in SCALE_RULES:
             raise StyleExpertError(f"scale_rule must be one of {SCALE_RULES}, got {self.scale_rule!r}.")
+        if self.routing_precision not in ROUTING_PRECISIONS:
+            raise StyleExpertError(
+                f"routing_precision must be one of {ROUTING_PRECISIONS}, got {self.routing_precision!r}.")
         if self.scale_rule == "official" and self.rank > 16:
             raise StyleExpertError(
                 f"rank {self.rank} with the official scale rule (16 // rank) gives scale 0, which "
@@ -58,15 +68,19 @@ class MoEConfig:
 
     @property
     def folded_rank(self) -> int:
-        """Rank of the static delta one style folds into: top_k routed experts + the shared one."""
-        return (self.top_k + 1) * self.rank
+        """Rank of the static delta one style folds into: the shared expert + the routed experts that
+        carry weight (the official alignment always weighs its last routed expert 0, so it is left out)."""
+        routed = self.top_k - 1 if self.alignment == "official" else self.top_k
+        return (routed + 1) * self.rank
 
     def replace(self, **changes: Any) -> "MoEConfig":
         return MoEConfig(**{**asdict(self), **changes})
 
-    def with_overrides(self, alignment: str | None = None, top_k: int | None = None) -> "MoEConfig":
+    def with_overrides(self, alignment: str | None = None, top_k: int | None = None,
+                       routing_precision: str | None = None) -> "MoEConfig":
         """This configuration with the user's routing overrides; None keeps the stored value."""
-        changes = {k: v for k, v in (("alignment", alignment), ("top_k", top_k)) if v is not None}
+        changes = {k: v for k, v in (("alignment", alignment), ("top_k", top_k),
+                                     ("routing_precision", routing_precision)) if v is not None}
         return self.replace(**changes)
 
     def to_dict(self) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from torch import nn
 
 from .config import MoEConfig
 from .errors import InputError, ShapeMismatchError, StyleExpertError
-from .routing import Routing, check_style_latent, route
+from .routing import Routing, check_style_latent, route, router_logits
 
 TENSOR_NAMES = ("A", "B", "shared_A", "shared_B", "gate")
 
@@ -130,7 +130,8 @@ class MoELoRA(nn.Module):
             getattr(self, name).copy_(getattr(tensors, name))
 
     def route(self, style_latent: torch.Tensor) -> Routing:
-        return route(style_latent.to(self.gate.dtype) @ self.gate.t(), self.config)
+        # The precision inference will route in (recorded with the config at export).
+        return route(router_logits(style_latent, self.gate, self.config.routing_precision), self.config)
 
     def forward(self, x: torch.Tensor, style_latent: torch.Tensor) -> torch.Tensor:
         return moe_delta(x, self.tensors(), self.route(style_latent))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from .config import MoEConfig
 from .errors import InputError, ShapeMismatchError
+
+ROUTING_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 @dataclass
@@ -17,11 +19,13 @@ class Routing:
     experts:        [B, k] routed expert indices, by descending router score.
     expert_weights: [B, k] weight of each selected routed expert.
     shared_weight:  [B]    weight of the shared expert.
+    zero_last:      the last routed expert's weight is structurally zero (the official alignment).
     """
 
     experts: torch.Tensor
     expert_weights: torch.Tensor
     shared_weight: torch.Tensor
+    zero_last: bool = False
 
     @property
     def batch_size(self) -> int:
@@ -38,8 +42,38 @@ class Routing:
 
     def scaled(self, shared: float = 1.0, routed: float = 1.0) -> "Routing":
         """The same routing with the shared and routed experts' weights multiplied."""
-        return Routing(self.experts, self.expert_weights * routed, self.shared_weight * shared)
+        return replace(self, expert_weights=self.expert_weights * routed, shared_weight=self.shared_weight * shared)
 
+    def active(self) -> "Routing":
+        """The same delta without the always-zero slot: a third less work at top_k 2 (exactly, since
+        that slot only ever adds 0 * B A x)."""
+        if not self.zero_last:
+            return self
+        return Routing(self.experts[:, :-1], self.expert_weights[:, :-1], self.shared_weight)
+
+
+def router_logits(latents: torch.Tensor, gate: torch.Tensor, precision: str) -> torch.Tensor:
+    """[B, E] logits of latents [B, cond_dim] through a router [E, cond_dim] in `precision`.
+
+    Inputs are rounded to the precision, the products summed in float64 and the sum rounded once
+    (what a bf16 GPU linear does, accumulating in fp32): the same logits, to the last bit, on any
+    device and at any batch size, so merge, dynamic and Bake always pick the same experts.
+    """
+    dtype = ROUTING_DTYPES[precision]
+    device = torch.device("cpu") if gate.device.type == "mps" else gate.device  # MPS has no float64
+    a = latents.to(device=device, dtype=dtype).double()
+    w = gate.to(device=device, dtype=dtype).double()
+    return (a @ w.t()).to(dtype).to(gate.device)
+
+
+def select_experts(logits: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(top logits, experts) [B, k], by descending logit; ties go to the lower index on every device.
+    At top_k == E the released code skips top-k and takes every expert in index order, which under the
+    official alignment decides which score the shared expert gets; that is reproduced."""
+    if top_k == logits.shape[1]:
+        return logits, torch.arange(top_k, device=logits.device).expand(logits.shape[0], -1)
+    order = torch.sort(logits, dim=-1, descending=True, stable=True).indices[:, :top_k]
+    return logits.gather(1, order), order
 
 
 def route(logits: torch.Tensor, config: MoEConfig) -> Routing:
@@ -48,23 +82,21 @@ def route(logits: torch.Tensor, config: MoEConfig) -> Routing:
         raise ShapeMismatchError(
             f"router logits must be [batch, {config.num_experts}], got {tuple(logits.shape)}."
         )
-    top_logits, experts = torch.topk(logits, config.top_k, dim=-1, sorted=True)
+    top_logits, experts = select_experts(logits, config.top_k)
     scores = torch.softmax(top_logits.float(), dim=-1).to(logits.dtype) * config.scale
     if config.alignment == "official":
         # Released code: stack [shared, e1..ek], pad scores [s1..sk, 0] on the right.
         shared = scores[:, 0]
         weights = torch.cat([scores[:, 1:], scores.new_zeros(scores.shape[0], 1)], dim=1)
-    else:
-        shared = scores.new_full((scores.shape[0],), config.scale)
-        weights = scores
-    return Routing(experts, weights, shared)
+        return Routing(experts, weights, shared, zero_last=True)
+    shared = scores.new_full((scores.shape[0],), config.scale)
+    return Routing(experts, scores, shared)
 
 
 def route_latent(gate_weight: torch.Tensor, style_latent: torch.Tensor, config: MoEConfig) -> Routing:
     """Route a batch of style latents [B, cond_dim] (or one [cond_dim]) through a router [E, cond_dim]."""
     latent = check_style_latent(style_latent, config.cond_dim)
-    logits = latent.to(gate_weight.dtype) @ gate_weight.t()
-    return route(logits, config)
+    return route(router_logits(latent, gate_weight, config.routing_precision), config)
 
 
 def check_style_latent(style_latent: torch.Tensor, cond_dim: int) -> torch.Tensor:

@@ -14,7 +14,7 @@ from .config import MoEConfig
 from .errors import InputError
 from .finite import check_finite_number
 from .keys import block_kind
-from .routing import Routing, check_style_latent, route
+from .routing import Routing, check_style_latent, route, router_logits
 
 
 @dataclass(frozen=True)
@@ -48,13 +48,13 @@ class Strengths:
 
 
 def check_style(ckpt, style_latent: torch.Tensor, *, alignment: str | None = None, top_k: int | None = None,
-                one_style: bool = False) -> tuple[MoEConfig, torch.Tensor]:
+                routing_precision: str | None = None, one_style: bool = False) -> tuple[MoEConfig, torch.Tensor]:
     """(the checkpoint's MoEConfig with the user's overrides, latents [N, cond_dim]): the one check of
     a style request. `one_style` asks for exactly one latent (a fold)."""
     if not ckpt.has_experts:
         raise InputError("this checkpoint holds only a style projector; it has no expert layers to apply. "
                          "Load a checkpoint with experts.")
-    config = ckpt.config.with_overrides(alignment, top_k)
+    config = ckpt.config.with_overrides(alignment, top_k, routing_precision)
     latents = check_style_latent(style_latent, config.cond_dim)
     if one_style and latents.shape[0] != 1:
         raise InputError(
@@ -66,7 +66,8 @@ def check_style(ckpt, style_latent: torch.Tensor, *, alignment: str | None = Non
 
 def route_style(module: str, gate: torch.Tensor, latents: torch.Tensor, config: MoEConfig,
                 strengths: Strengths) -> Routing:
-    """Routing of checked latents [B, cond_dim] through one layer's router [E, cond_dim] (computed in
-    the router's dtype and device), with the user's strengths applied."""
-    logits = latents.to(device=gate.device, dtype=gate.dtype) @ gate.t()
+    """Routing of checked latents [B, cond_dim] through one layer's router [E, cond_dim] on the router's
+    device, in the config's routing precision whatever the router's storage dtype, with the user's
+    strengths applied."""
+    logits = router_logits(latents, gate, config.routing_precision)
     return strengths.apply(route(logits, config), module)

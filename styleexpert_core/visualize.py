@@ -26,10 +26,10 @@ def routing_table(layers: dict[str, ExpertTensors], config: MoEConfig,
     names = sorted(layers, key=_block_order)
     rows = []
     for name in names:
-        routing = route_style(name, layers[name].gate.float(), latent, config, Strengths())
+        routing = route_style(name, layers[name].gate, latent, config, Strengths())
         row = np.zeros(1 + config.num_experts, dtype=np.float32)
         row[0] = routing.shared_weight[0].item()
-        row[1:] = routing.dense_gates(config.num_experts)[0].numpy()
+        row[1:] = routing.dense_gates(config.num_experts)[0].float().numpy()
         rows.append(row)
     return names, np.stack(rows)
 

@@ -60,14 +60,16 @@ def experts_from_state_dict(state: dict[str, torch.Tensor]) -> dict[str, ExpertT
 
 def export_experts(path: str | Path, config: MoEConfig, layers: dict[str, ExpertTensors], *,
                    projector_file: str | Path | None = None, base_model: str = "flux1-kontext-dev",
-                   style_token_concat: bool = False) -> Path:
-    """The stage-2 native file; with ``projector_file`` the stage-1 projector goes in the same file."""
+                   style_token_concat: bool = False, text_length: int | None = None) -> Path:
+    """The stage-2 native file; with ``projector_file`` the stage-1 projector goes in the same file.
+    ``text_length``: the T5 tokens per prompt trained with (the nodes cut ComfyUI's 256 to it)."""
     projector = projector_config = None
     if projector_file:
         stage1 = load_projector_checkpoint(projector_file)
         projector, projector_config = stage1.projector, stage1.projector_config
     info = {"base_model": base_model, "style_token_concat": "true" if style_token_concat else "false",
-            "source": "native", "module_naming": "diffusers"}
+            "source": "native", "module_naming": "diffusers",
+            **({"text_length": str(text_length)} if text_length else {})}
     save_native(StyleExpertCheckpoint(config, layers, projector, projector_config, info), path)
     return Path(path)
 

@@ -36,10 +36,11 @@ def save_baked_lora(folded: dict[str, tuple[torch.Tensor, torch.Tensor]], path: 
 
 def bake_style(ckpt, style_latent: torch.Tensor, path: str | os.PathLike, *, name: str,
                strengths: Strengths = Strengths(), alignment: str | None = None, top_k: int | None = None,
-               dtype: torch.dtype = torch.float32) -> int:
+               routing_precision: str | None = None, dtype: torch.dtype = torch.float32) -> int:
     """Fold one style exactly as Apply merges it and write it as a LoRA file; returns the layer count.
     `name` is the checkpoint's, recorded in the file's metadata."""
-    folded = fold_checkpoint(ckpt, style_latent, strengths=strengths, alignment=alignment, top_k=top_k)
+    folded = fold_checkpoint(ckpt, style_latent, strengths=strengths, alignment=alignment, top_k=top_k,
+                             routing_precision=routing_precision)
     save_baked_lora(folded, path, dtype=dtype, metadata={
         "styleexpert.baked_from": name, "styleexpert.strengths": json.dumps(dataclasses.asdict(strengths))})
     return len(folded)

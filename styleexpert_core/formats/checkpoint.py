@@ -12,8 +12,9 @@ from ..keys import block_kind, is_flux_linear
 from ..moe_lora import TENSOR_NAMES, ExpertTensors
 from ..projector import StyleProjector, build_projector
 
+# text_length: the T5 tokens the experts were trained with ("unknown" when not recorded).
 INFO_DEFAULTS = {"module_naming": "diffusers", "base_model": "flux1-kontext-dev",
-                 "style_token_concat": "unknown", "source": "native"}
+                 "style_token_concat": "unknown", "source": "native", "text_length": "unknown"}
 
 
 @dataclass
@@ -46,6 +47,20 @@ class StyleExpertCheckpoint:
     @property
     def has_experts(self) -> bool:
         return bool(self.layers)
+
+    @property
+    def precision(self) -> str:
+        """The precision the style projector runs in: the router's (see MoEConfig.routing_precision);
+        a projector-only file has none stored, so it goes by its source."""
+        if self.config is not None:
+            return self.config.routing_precision
+        return "bf16" if self.info["source"] == "official" else "fp32"
+
+    @property
+    def text_length(self) -> int | None:
+        """T5 tokens the experts were trained with, or None when not recorded."""
+        value = self.info["text_length"]
+        return int(value) if value.isdigit() else None
 
     def build_projector(self, *, operations=None, dtype: torch.dtype | None = None) -> StyleProjector:
         """The style projector, built from the stored configuration (layer order included)."""

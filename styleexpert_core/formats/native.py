@@ -20,7 +20,8 @@ from ..projector import build_projector, projector_config_from_state_dict
 from .checkpoint import INFO_DEFAULTS, StyleExpertCheckpoint, expert_layers
 from .files import FORMAT_NAME, detect_format, read_safetensors, write_safetensors
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added the MoE config's routing_precision, which version-1 readers would refuse
+READABLE_VERSIONS = ("1", "2")  # version 1 has no routing_precision: those experts route in fp32
 MOE_PREFIX = "moe."
 PROJECTOR_PREFIX = "projector."
 
@@ -49,10 +50,10 @@ def save_native(ckpt: StyleExpertCheckpoint, path: str | os.PathLike, *, dtype: 
 def _read_metadata(metadata: dict[str, str], source: str) -> tuple[dict | None, dict | None, dict[str, str]]:
     """(MoE config dict, projector config dict, info) from a native file's metadata."""
     version = metadata.get("styleexpert.version")
-    if version != str(FORMAT_VERSION):
+    if version not in READABLE_VERSIONS:
         raise CheckpointError(
             f"{source}: StyleExpert format version {version!r}; this version of the pack reads "
-            f"version {FORMAT_VERSION}. Update the node pack.")
+            f"versions {', '.join(READABLE_VERSIONS)}. Update the node pack.")
     try:
         moe = json.loads(metadata.get("styleexpert.moe", "null"))
         proj = json.loads(metadata.get("styleexpert.projector", "null"))

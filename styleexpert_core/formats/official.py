@@ -20,7 +20,8 @@ from .files import OFFICIAL_MARK, detect_format, read_safetensors, read_tensor_f
 OFFICIAL_TENSORS = {"loraA": "A", "loraB": "B", "shared_A": "shared_A", "shared_B": "shared_B",
                     "cond_gate.weight": "gate"}
 OFFICIAL_TOP_K = 2  # not stored in the release; the official inference config uses 2
-OFFICIAL_INFO = {"source": "official"}
+OFFICIAL_PRECISION = "bf16"  # the release runs projector, router and experts in bf16
+OFFICIAL_INFO = {"source": "official", "text_length": "128"}  # its pipeline's max_sequence_length
 
 
 def official_to_layers(tensors: dict[str, torch.Tensor], source: str,
@@ -43,7 +44,7 @@ def official_to_layers(tensors: dict[str, torch.Tensor], source: str,
                               "and cond_gate.weight [E, cond_dim]).")
     e, r, _ = first["A"].shape
     config = MoEConfig(num_experts=e, rank=r, top_k=top_k, cond_dim=first["gate"].shape[1],
-                       alignment="official", scale_rule="official")
+                       alignment="official", scale_rule="official", routing_precision=OFFICIAL_PRECISION)
     return config, expert_layers(grouped, config, source)
 
 

@@ -79,7 +79,8 @@ def test_fold_equals_dynamic_delta(alignment, rank, top_k):
     t, x, latent = _inputs(config, batch=1, d_in=30, d_out=18, seed=3)
     routing = route_latent(t.gate, latent, config)
     up, down = fold_layer(t, routing)
-    assert up.shape == (18, (top_k + 1) * rank) and down.shape == ((top_k + 1) * rank, 30)
+    assert up.shape == (18, config.folded_rank) and down.shape == (config.folded_rank, 30)
+    assert config.folded_rank == (top_k + (alignment == "paper")) * rank  # official: its zero slot left out
     assert rel_err(x @ (up @ down).t(), moe_delta(x, t, routing)) <= 1e-5
 
 

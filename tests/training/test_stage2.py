@@ -18,6 +18,7 @@ from training.data.backbones import ProjectedStyle
 from training.data.cache import TripletCacheSpec, cache_triplets
 from training.data.triplets import read_triplets
 from training.demo.backbones import ByteText, PatchVAE
+from training.stage2.data import TripletCache
 from training.stage2.flux import load_transformer, moe_target_modules
 from training.stage2.train import Stage2Config, main
 
@@ -38,9 +39,10 @@ def test_two_steps_export_native_file_with_projector(tiny, tmp_path):
     targets = moe_target_modules(load_transformer(str(tiny["flux"])), "attention")
     assert sorted(ckpt.layers) == sorted(targets) and len(targets) == 8 + 3  # 1 double + 1 single block
     assert ckpt.config.to_dict() == {"num_experts": 4, "rank": 2, "top_k": 2, "cond_dim": 24,
-                                     "alignment": "paper", "scale_rule": "official"}
+                                     "alignment": "paper", "scale_rule": "official", "routing_precision": "fp32"}
     assert ckpt.projector_config == tiny["projector_config"]
     assert ckpt.info["style_token_concat"] == "false" and ckpt.info["module_naming"] == "diffusers"
+    assert ckpt.text_length == TripletCache(str(tiny["stage2_cache"])).text_seq.shape[1]  # the cache's T5 length
     with safe_open(result["checkpoint"], "pt") as f:
         keys = set(f.keys())
     assert "moe.transformer_blocks.0.attn.to_q.A" in keys and "projector.projections.-2.weight" in keys
@@ -103,5 +105,7 @@ def test_two_process_gloo_ranks_stay_in_sync(tiny, tmp_path):
 
 def test_bf16_base_under_autocast(tiny, tmp_path):
     result = run(tiny, tmp_path / "bf16", mixed_precision="bf16", base_dtype="bfloat16", val_cache_dir="")
-    layer = next(iter(load_native(result["checkpoint"]).layers.values()))
+    ckpt = load_native(result["checkpoint"])
+    layer = next(iter(ckpt.layers.values()))
     assert layer.A.dtype == torch.float32 and layer.B.abs().sum() > 0  # fp32 experts trained on a bf16 base
+    assert ckpt.config.routing_precision == "bf16"  # the routers ran in bf16; ComfyUI routes the same way

@@ -51,6 +51,26 @@ class KontextBatch:
                             self.style_latent.to(device=device, dtype=torch.float32), move(self.style_ref))
 
 
+def kontext_velocity(model, noisy: torch.Tensor, batch: KontextBatch, sigma: torch.Tensor, *,
+                     guidance: float | None = None) -> torch.Tensor:
+    """Flux's velocity for the packed noisy target tokens [B, N, C], with the batch's content (index 1)
+    and optional style (index 2, rows + 64) as reference tokens: the official layout."""
+    h, w = batch.target.shape[-2:]
+    device = noisy.device
+    tokens = [noisy, pack_latents(batch.content)]
+    ids = [image_ids(h, w, index=0, device=device), image_ids(*batch.content.shape[-2:], index=1, device=device)]
+    if batch.style_ref is not None:
+        tokens.append(pack_latents(batch.style_ref))
+        ids.append(image_ids(*batch.style_ref.shape[-2:], index=2, row_offset=STYLE_ROW_OFFSET, device=device))
+    txt_ids = torch.zeros(batch.text_seq.shape[1], 3, device=device)
+    guidance_t = None if guidance is None else torch.full((noisy.shape[0],), guidance, device=device,
+                                                          dtype=noisy.dtype)
+    pred = model(hidden_states=torch.cat(tokens, dim=1), encoder_hidden_states=batch.text_seq,
+                 pooled_projections=batch.pooled, timestep=sigma.to(noisy.dtype), img_ids=torch.cat(ids, dim=0),
+                 txt_ids=txt_ids, guidance=guidance_t, return_dict=False)[0]
+    return pred[:, : noisy.shape[1]]
+
+
 def flow_matching_loss(model, batch: KontextBatch, noise: torch.Tensor, sigma: torch.Tensor, *,
                        guidance: float | None = None) -> torch.Tensor:
     """Velocity-prediction loss on the target tokens; reference tokens are clean conditions.
@@ -61,17 +81,5 @@ def flow_matching_loss(model, batch: KontextBatch, noise: torch.Tensor, sigma: t
     """
     x0 = pack_latents(batch.target)
     noisy = (1 - sigma[:, None, None]) * x0 + sigma[:, None, None] * noise
-    h, w = batch.target.shape[-2:]
-    device = x0.device
-    tokens = [noisy, pack_latents(batch.content)]
-    ids = [image_ids(h, w, index=0, device=device), image_ids(*batch.content.shape[-2:], index=1, device=device)]
-    if batch.style_ref is not None:
-        tokens.append(pack_latents(batch.style_ref))
-        ids.append(image_ids(*batch.style_ref.shape[-2:], index=2, row_offset=STYLE_ROW_OFFSET, device=device))
-    txt_ids = torch.zeros(batch.text_seq.shape[1], 3, device=device)
-    guidance_t = None if guidance is None else torch.full((x0.shape[0],), guidance, device=device, dtype=x0.dtype)
-    pred = model(hidden_states=torch.cat(tokens, dim=1), encoder_hidden_states=batch.text_seq,
-                 pooled_projections=batch.pooled, timestep=sigma.to(x0.dtype), img_ids=torch.cat(ids, dim=0),
-                 txt_ids=txt_ids, guidance=guidance_t, return_dict=False)[0]
-    pred = pred[:, : x0.shape[1]]
+    pred = kontext_velocity(model, noisy, batch, sigma, guidance=guidance)
     return F.mse_loss(pred.float(), (noise - x0).float())

@@ -136,6 +136,7 @@ class Stage2Run:
     guidance: float | None
     sharded_state: bool  # DeepSpeed / FSDP: resume state is accelerate's own, sharded
     out_dir: Path
+    text_length: int  # T5 tokens per prompt in the cache, recorded in the export
     base_lr: float = 0.0
 
 
@@ -188,8 +189,11 @@ def build_model(cfg: Stage2Config, cond_dim: int):
     model = load_transformer(cfg.model, dtype=DTYPES[cfg.base_dtype], seed=cfg.seed,
                              **({"config_dir": cfg.model_config} if cfg.model_config else {}))
     model.requires_grad_(False)
+    # The routers pick experts in the precision training computes in; the file records it, and
+    # ComfyUI routes the same way (a near-tie resolved differently is a different expert).
     moe_config = MoEConfig(num_experts=cfg.num_experts, rank=cfg.rank, top_k=cfg.top_k, cond_dim=cond_dim,
-                           alignment=cfg.alignment, scale_rule=cfg.scale_rule)
+                           alignment=cfg.alignment, scale_rule=cfg.scale_rule,
+                           routing_precision="bf16" if cfg.mixed_precision == "bf16" else "fp32")
     targets = moe_target_modules(model, cfg.targets)
     context, wrapped = inject_moe(model, targets, moe_config, dtype=torch.float32)
     model.style_context = context
@@ -221,7 +225,7 @@ def build(cfg: Stage2Config) -> Stage2Run:
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     sharded_state = accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
     return Stage2Run(accelerator, model, optimizer, loader, val_data, context, moe_config, targets, trainable,
-                     guidance, sharded_state, out_dir)
+                     guidance, sharded_state, out_dir, data.text_seq.shape[1])
 
 
 def resume(run: Stage2Run, cfg: Stage2Config) -> int:
@@ -315,7 +319,7 @@ def save(run: Stage2Run, cfg: Stage2Config, step: int, final: bool) -> None:
         (run.out_dir / "progress.json").write_text(json.dumps({"step": step, "final": final}))
         export_experts(run.out_dir / EXPORT_NAME, run.moe_config, experts_from_state_dict(experts),
                        projector_file=cfg.projector or None, base_model=cfg.base_model,
-                       style_token_concat=cfg.style_tokens)
+                       style_token_concat=cfg.style_tokens, text_length=run.text_length)
     accelerator.wait_for_everyone()
 
 
