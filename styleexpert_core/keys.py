@@ -134,7 +134,8 @@ def diffusers_to_bfl_params(shape: FluxShape) -> dict[str, tuple[str, BflTarget]
 
 
 def attention_projection_modules(shape: FluxShape) -> list[str]:
-    """Default training targets: every attention projection of double and single blocks."""
+    """Every attention projection of double and single blocks (the ``attention`` target set; training's
+    default ``attention+mlp`` adds the feed-forwards)."""
     attn = {"to_q", "to_k", "to_v", "add_q_proj", "add_k_proj", "add_v_proj", "to_out.0", "to_add_out"}
     return [m for m in diffusers_to_bfl(shape) if m.rsplit("attn.", 1)[-1] in attn and ".attn." in m]
 

@@ -53,3 +53,20 @@ def test_entry_points_list_their_options_and_report_user_errors_in_one_line():
     assert bad.returncode == 2
     assert bad.stderr.strip() == "error: lr: expected a number, got 'abc'."
     assert "Traceback" not in bad.stderr
+
+
+def test_shipped_yaml_and_dataclass_defaults_agree():
+    """Running with or without configs/stage1.yaml trains the same way (only the cache path is the user's)."""
+    import dataclasses
+
+    from pathlib import Path
+
+    import yaml
+
+    configs = Path(__file__).resolve().parents[2] / "training" / "configs"
+    values = yaml.safe_load((configs / "stage1.yaml").read_text())
+    defaults = {f.name: f.default for f in dataclasses.fields(Stage1Config)}
+    differ = {k: (v, defaults[k]) for k, v in values.items() if k != "cache_dir" and defaults[k] != v}
+    assert not differ, f"stage1.yaml vs Stage1Config defaults (yaml, dataclass): {differ}"
+    stage2 = yaml.safe_load((configs / "stage2.yaml").read_text())
+    assert stage2["targets"] == Stage2Config.targets == "attention+mlp"  # the paper's attention + FFN

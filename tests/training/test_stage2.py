@@ -36,8 +36,8 @@ def run(tiny, out, **kw):
 def test_two_steps_export_native_file_with_projector(tiny, tmp_path):
     result = run(tiny, tmp_path / "s2")
     ckpt = load_native(result["checkpoint"])
-    targets = moe_target_modules(load_transformer(str(tiny["flux"])), "attention")
-    assert sorted(ckpt.layers) == sorted(targets) and len(targets) == 8 + 3  # 1 double + 1 single block
+    targets = moe_target_modules(load_transformer(str(tiny["flux"])), "attention+mlp")  # the default
+    assert sorted(ckpt.layers) == sorted(targets) and len(targets) == 8 + 3 + 4 + 2  # 1 double + 1 single block
     assert ckpt.config.to_dict() == {"num_experts": 4, "rank": 2, "top_k": 2, "cond_dim": 24,
                                      "alignment": "paper", "scale_rule": "official", "routing_precision": "fp32"}
     assert ckpt.projector_config == tiny["projector_config"]

@@ -67,7 +67,7 @@ class Stage1Config:
     siglip: str = ""  # local SigLIP folder; only for finetune_siglip
     text_cache_dir: str = ""  # cache holding style-prompt text embeddings (default: cache_dir)
     val_cache_dir: str = ""  # held-out styles; empty = hold out val_fraction of the styles
-    val_fraction: float = 0.2
+    val_fraction: float = 0.1
     out_dir: str = "runs/stage1"
     # projector (layers, token count and width come from the features)
     style_tokens: int = 8
@@ -77,23 +77,23 @@ class Stage1Config:
     temperature: float = 0.07
     itc_weight: float = 1.0
     # P x K sampling
-    styles_per_batch: int = 32
+    styles_per_batch: int = 64
     images_per_style: int = 4
     # optimisation
     optimizer: str = "adabelief"
-    lr: float = 1e-3
+    lr: float = 1e-4
     weight_decay: float = 1e-4
-    warmup_steps: int = 50
-    steps: int = 1000
+    warmup_steps: int = 500
+    steps: int = 20000
     grad_clip: float = 1.0
     finetune_siglip: bool = False
     siglip_lr: float = 1e-5
     # bookkeeping
-    eval_every: int = 200
-    log_every: int = 20
+    eval_every: int = 1000
+    log_every: int = 50
     resume: bool = False
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"  # "auto": the GPU when there is one, else the CPU; or a torch device name
 
     def __post_init__(self) -> None:
         check(self.loss in LOSSES, f"loss must be one of {LOSSES}, got {self.loss!r}.")
@@ -191,7 +191,7 @@ def build_text_head(cfg: Stage1Config, source, cond_dim: int, device: torch.devi
 
 
 def build(cfg: Stage1Config) -> Stage1Run:
-    device = torch.device(cfg.device)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
     siglip, source, val_source, train_idx, val_idx = build_data(cfg, device)
     labels = torch.as_tensor(source.items.labels)
     sampler = PKSampler(source.items.labels[train_idx], cfg.styles_per_batch, cfg.images_per_style, seed=cfg.seed)

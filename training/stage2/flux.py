@@ -11,9 +11,10 @@ Loading (``load_transformer``):
 * ``tiny``: a seeded 1+1-layer model for smoke tests (diffusers' own test dimensions).
 
 Targets (``moe_target_modules``): the official list of patched layers (``train_modules_csv``) is
-not published, so the default is every attention projection of the double and single blocks
-(q, k, v, out for image and text streams; q, k, v in single blocks): 266 layers on the real
-model. ``attention+mlp`` adds the feed-forward and single-block mlp/out projections (418);
+not published; the default ``attention+mlp`` follows the paper (experts in the attention and the
+FFN linears): every attention projection of the double and single blocks plus the feed-forward
+and single-block mlp/out projections, 418 layers on the real model. ``attention`` keeps only the
+attention projections (q, k, v, out for image and text streams; q, k, v in single blocks): 266;
 ``csv:<file>`` reads an official-style CSV (``base_key`` column, first component stripped);
 ``re:<regex>`` matches diffusers module names. Names always come from the core key table.
 """
@@ -86,7 +87,7 @@ def _csv_targets(path: Path) -> list[str]:
     return [".".join(r["base_key"].split(".")[1:]) for r in rows if r["base_key"].strip()]
 
 
-def moe_target_modules(model: nn.Module, spec: str = "attention") -> list[str]:
+def moe_target_modules(model: nn.Module, spec: str = "attention+mlp") -> list[str]:
     """Diffusers module names of the linears to wrap with MoE-LoRA (see module docstring)."""
     shape = diffusers_flux_shape(model)
     table = diffusers_to_bfl(shape)

@@ -71,7 +71,7 @@ class Stage2Config:
     projector: str = ""  # stage-1 native file: embedded in the export (and checked against the cache)
     out_dir: str = "runs/stage2"
     # experts
-    targets: str = "attention"  # attention | attention+mlp | csv:<file> | re:<regex>
+    targets: str = "attention+mlp"  # the paper's (attention + FFN) | attention | csv:<file> | re:<regex>
     num_experts: int = 16
     rank: int = 8
     top_k: int = 2
