@@ -2,7 +2,9 @@
 
 Each item holds VAE latents of target and content (and of the style reference when style
 tokens are used), the frozen stage-1 style latent of the reference, and a prompt id whose
-T5/CLIP embeddings sit in the cache's text file. Nothing here runs a neural network.
+T5/CLIP embeddings sit in the cache's text shards. Nothing here runs a neural network, and
+nothing is loaded whole: shards are memory-mapped (in the cache's dtype, bf16 by default) and
+a batch copies only its own rows, so every rank and DataLoader worker shares the page cache.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ class TripletCache(Dataset):
             raise InputError(f"{cache_dir} has no style-reference latents; re-cache with style reference "
                              "latents on, or set style_tokens=false.")
         self.style_tokens = style_tokens
-        text = self.reader.text()
-        self.text_seq, self.pooled = text["seq"], text["pooled"]
+        text = self.reader.text_rows()
+        self.text_seq, self.pooled = text["seq"], text["pooled"]  # memory-mapped rows
         self.buckets = [tuple(it["bucket"]) for it in self.reader.items]
         self.labels = np.array([it["label"] for it in self.reader.items])
         self.cond_dim = self.reader.get(0, "style_latent").shape[-1]
@@ -43,8 +45,8 @@ class TripletCache(Dataset):
     def collate(self, items: list[dict]) -> KontextBatch:
         prompts = torch.tensor([it["prompt"] for it in items])
         stack = lambda f: torch.stack([it[f] for it in items])  # noqa: E731
-        return KontextBatch(target=stack("target"), content=stack("content"), text_seq=self.text_seq[prompts],
-                            pooled=self.pooled[prompts], style_latent=stack("style_latent"),
+        return KontextBatch(target=stack("target"), content=stack("content"), text_seq=self.text_seq[prompts].float(),
+                            pooled=self.pooled[prompts].float(), style_latent=stack("style_latent"),
                             style_ref=stack("style_ref") if self.style_tokens else None)
 
     def batch_sampler(self, batch_size: int, *, seed: int, shuffle: bool = True,
