@@ -109,3 +109,30 @@ def test_bf16_base_under_autocast(tiny, tmp_path):
     layer = next(iter(ckpt.layers.values()))
     assert layer.A.dtype == torch.float32 and layer.B.abs().sum() > 0  # fp32 experts trained on a bf16 base
     assert ckpt.config.routing_precision == "bf16"  # the routers ran in bf16; ComfyUI routes the same way
+
+
+def test_held_out_styles_are_validated_and_sampled_into_a_grid_every_step(tiny, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from training.data.images import load_batch
+    from training.stage2.validation import held_out_styles
+
+    out = tmp_path / "held"
+    result = run(tiny, out, val_cache_dir="", holdout_styles=2, sample_every=1, sample_count=2, sample_steps=2,
+                 eval_every=1)
+    cache = str(tiny["stage2_cache"])
+    held = held_out_styles(cache, 2, seed=0)
+    train, val = TripletCache(cache, styles=held), TripletCache(cache, styles=held, keep_styles=True)
+    assert set(val.labels) == held and not held & set(train.labels) and len(train) + len(val) == 24
+    assert [r["step"] for r in result["val"]] == [0, 1, 2]  # held-out loss at the start and every step
+    assert all(np.isfinite(r["loss_correct_style"]) and np.isfinite(r["loss_shuffled_style"]) for r in result["val"])
+
+    grids = sorted((out / "samples").glob("*.png"))
+    assert [g.name for g in grids] == ["step_000001.png", "step_000002.png"]
+    grid = np.asarray(Image.open(grids[-1]), dtype=np.float32) / 255
+    assert grid.shape == (2 * 32, 4 * 32, 3)  # 2 samples x (reference | content | sample | target)
+    first = val.batch_sampler(2, seed=0, shuffle=False, drop_last=False).batches()[0]
+    reference = load_batch([val.items[i]["style"] for i in first], 32, 32).permute(0, 2, 3, 1).numpy()
+    assert np.abs(grid[:32, :32] - reference[0]).max() <= 1 / 255 + 1e-6  # the held-out style's reference
+    assert grid[:, 64:96].std() > 0.05  # a generated (previewed) sample, not a blank cell

@@ -20,25 +20,31 @@ from .flow_matching import KontextBatch
 
 
 class TripletCache(Dataset):
-    def __init__(self, cache_dir: str, *, style_tokens: bool = False) -> None:
+    """The triplets of a cache, or only those whose style is (``keep_styles=True``) or is not in ``styles``."""
+
+    def __init__(self, cache_dir: str, *, style_tokens: bool = False, styles: frozenset[int] = frozenset(),
+                 keep_styles: bool = False) -> None:
         self.reader = CacheReader(cache_dir, kind="triplets")
+        self.rows = [i for i, it in enumerate(self.reader.items) if (it["label"] in styles) == keep_styles] \
+            if styles or keep_styles else list(range(len(self.reader)))
         if style_tokens and not self.reader.index.get("style_reference_latents"):
             raise InputError(f"{cache_dir} has no style-reference latents; re-cache with style reference "
                              "latents on, or set style_tokens=false.")
         self.style_tokens = style_tokens
         text = self.reader.text_rows()
         self.text_seq, self.pooled = text["seq"], text["pooled"]  # memory-mapped rows
-        self.buckets = [tuple(it["bucket"]) for it in self.reader.items]
-        self.labels = np.array([it["label"] for it in self.reader.items])
+        self.items = [self.reader.items[r] for r in self.rows]
+        self.buckets = [tuple(it["bucket"]) for it in self.items]
+        self.labels = np.array([it["label"] for it in self.items])
         self.cond_dim = self.reader.get(0, "style_latent").shape[-1]
 
     def __len__(self) -> int:
-        return len(self.reader)
+        return len(self.rows)
 
     def __getitem__(self, i: int) -> dict:
         fields = ["target", "content", "style_latent"] + (["style_ref"] if self.style_tokens else [])
-        item = {f: self.reader.get(i, f).float() for f in fields}
-        item["prompt"] = self.reader.items[i]["prompt"]
+        item = {f: self.reader.get(self.rows[i], f).float() for f in fields}
+        item["prompt"] = self.items[i]["prompt"]
         item["index"] = i
         return item
 
@@ -61,5 +67,5 @@ class TripletCache(Dataset):
             others = np.flatnonzero(self.labels != self.labels[i])
             if len(others) == 0:
                 raise InputError("the shuffled-style control needs at least two styles in the evaluation data.")
-            out.append(self.reader.get(int(rng.choice(others)), "style_latent").float())
+            out.append(self.reader.get(self.rows[int(rng.choice(others))], "style_latent").float())
         return torch.stack(out)

@@ -54,6 +54,7 @@ from ..optim import OPTIMIZERS, build_optimizer, lr_factor
 from .data import TripletCache
 from .flow_matching import flow_matching_loss, sample_sigmas
 from .flux import load_transformer, moe_target_modules
+from .validation import held_out_styles, load_vae, write_sample_grid
 
 log = logging.getLogger("training.stage2")
 BASE_DTYPES = ("float32", "bfloat16")  # the frozen base's weights: full precision, or bf16 under autocast
@@ -65,6 +66,7 @@ class Stage2Config:
     # data and models
     cache_dir: str = ""  # stage-2 triplet cache (python -m training.stage2.cache)
     val_cache_dir: str = ""  # held-out triplets for the correct-vs-shuffled-style evaluation
+    holdout_styles: int = 0  # or: this many styles of cache_dir never trained on, validated on (validation.py)
     model: str = ""  # flux1-kontext-dev.safetensors (BFL), a diffusers folder, or "tiny"
     model_config: str = ""  # folder with the transformer config.json for a single file (default: bundled Kontext-dev)
     base_model: str = "flux1-kontext-dev"  # recorded in the checkpoint metadata
@@ -101,6 +103,10 @@ class Stage2Config:
     eval_every: int = 200
     eval_batches: int = 8
     save_every: int = 500
+    sample_every: int = 0  # every N steps a grid samples/step_N.png: reference | content | sample | target
+    sample_count: int = 4  # rows of the grid (validation triplets)
+    sample_steps: int = 20  # Euler steps of the sampler
+    sample_vae: str = ""  # diffusers folder with vae/ to decode samples; empty: a false-colour latent preview
     resume: bool = False
     seed: int = 0
     device: str = "auto"  # "auto" (GPU when available, else CPU with gloo for multi-process) or "cpu"
@@ -118,6 +124,10 @@ class Stage2Config:
               "base_dtype=bfloat16 needs mixed_precision=bf16 (the fp32 experts meet the bf16 base under autocast).")
         check(self.steps >= 1 and self.batch_size >= 1 and self.grad_accum >= 1 and self.lr > 0,
               "steps, batch_size, grad_accum and lr must be positive.")
+        check(not (self.holdout_styles and self.val_cache_dir), "give either val_cache_dir (held-out triplets) "
+              "or holdout_styles (styles of cache_dir kept out of training), not both.")
+        check(self.sample_every == 0 or bool(self.holdout_styles or self.val_cache_dir),
+              "sample_every samples validation triplets: set holdout_styles or val_cache_dir.")
 
 
 @dataclass
@@ -173,8 +183,10 @@ def start(cfg: Stage2Config) -> tuple[Accelerator, Path]:
 
 def build_data(cfg: Stage2Config) -> tuple[TripletCache, TripletCache | None, DataLoader]:
     """Cached latents, text embeddings and frozen style latents, in bucket-uniform batches."""
-    data = TripletCache(cfg.cache_dir, style_tokens=cfg.style_tokens)
-    val_data = TripletCache(cfg.val_cache_dir, style_tokens=cfg.style_tokens) if cfg.val_cache_dir else None
+    held = held_out_styles(cfg.cache_dir, cfg.holdout_styles, cfg.seed) if cfg.holdout_styles else frozenset()
+    data = TripletCache(cfg.cache_dir, style_tokens=cfg.style_tokens, styles=held)
+    val_data = TripletCache(cfg.val_cache_dir or cfg.cache_dir, style_tokens=cfg.style_tokens, styles=held,
+                            keep_styles=bool(held)) if cfg.val_cache_dir or held else None
     if cfg.projector:
         pconfig = load_projector_checkpoint(cfg.projector).projector_config
         check(pconfig.cond_dim == data.cond_dim, f"the projector outputs {pconfig.cond_dim}-d latents but the cache "
@@ -345,6 +357,7 @@ def main(cfg: Stage2Config) -> dict:
     metrics_log = MetricsLog(run.out_dir / "metrics.jsonl", enabled=accelerator.is_main_process, fresh=not cfg.resume)
     if run.val_data is not None and step == 0:  # the untrained experts add nothing: the base model's loss
         metrics_log.write(step=0, split="val", **validate(run, cfg))
+    vae = load_vae(cfg.sample_vae).to(accelerator.device) if cfg.sample_every and cfg.sample_vae else None
     bar = tqdm(total=cfg.steps, initial=step, desc="stage 2", disable=not accelerator.is_local_main_process)
     # a resumed run draws fresh noise and starts the epoch that step falls in
     micro = step * cfg.grad_accum
@@ -369,6 +382,10 @@ def main(cfg: Stage2Config) -> dict:
                 log.info("step %d held-out loss: correct style %.4f, shuffled style %.4f", step,
                          result["loss_correct_style"], result["loss_shuffled_style"])
                 metrics_log.write(step=step, split="val", **result)
+            if cfg.sample_every and step % cfg.sample_every == 0:
+                write_sample_grid(run.model, run.context, run.val_data, run.out_dir / "samples" / f"step_{step:06d}.png",
+                                  count=cfg.sample_count, steps=cfg.sample_steps, guidance=run.guidance, seed=cfg.seed,
+                                  vae=vae, write=accelerator.is_main_process)
             if step % cfg.save_every == 0 or step == cfg.steps:
                 save(run, cfg, step, final=step == cfg.steps)
             if step >= cfg.steps:
