@@ -13,6 +13,7 @@ style-prompt id), built the same way from a manifest, so labels and prompt ids a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -57,16 +58,21 @@ class CachedHidden:
         return self.reader.stack(indices, "hidden")
 
 
+def manifest_items(manifest: str) -> tuple[list[Path], StyleItems]:
+    """The unique stylised images of a manifest and their items, numbered as the caching pass numbers them."""
+    images = style_images(read_triplets(manifest))
+    labels = sorted({im.style_label for im in images})
+    prompts = sorted({im.style_prompt for im in images})
+    return [im.path for im in images], StyleItems(np.array([labels.index(im.style_label) for im in images]),
+                                                  np.array([prompts.index(im.style_prompt) for im in images]),
+                                                  labels, prompts)
+
+
 class LiveHidden:
     """A trainable SigLIP run on the manifest's images every batch (full fine-tune mode)."""
 
     def __init__(self, siglip: SiglipHidden, manifest: str) -> None:
-        images = style_images(read_triplets(manifest))
-        labels = sorted({im.style_label for im in images})
-        prompts = sorted({im.style_prompt for im in images})
-        self.paths = [im.path for im in images]
-        self.items = StyleItems(np.array([labels.index(im.style_label) for im in images]),
-                                np.array([prompts.index(im.style_prompt) for im in images]), labels, prompts)
+        self.paths, self.items = manifest_items(manifest)
         self.siglip = siglip
         self.layers = siglip.layers
         probe = siglip.encode_style_hidden(load_square(self.paths[0], siglip.image_size)[None])
