@@ -52,8 +52,10 @@ from ..config import check, config_to_dict
 from ..data.backbones import SiglipHidden, project
 from ..data.cache import CacheReader
 from ..data.samplers import PKSampler
+from ..data.workers import worker_count
 from ..optim import OPTIMIZERS, build_optimizer, lr_factor
 from .data import CachedHidden, LiveHidden, split_styles
+from .loader import Prefetched, StepBatches
 
 log = logging.getLogger("training.stage1")
 LOSSES = ("infonce", "megastyle")
@@ -62,9 +64,11 @@ LOSSES = ("infonce", "megastyle")
 @dataclass(frozen=True)
 class Stage1Config:
     # data
-    cache_dir: str = ""  # stage-1 feature cache (frozen SigLIP); empty when finetune_siglip
-    manifest: str = ""  # triplet manifest; only read when finetune_siglip
-    siglip: str = ""  # local SigLIP folder; only for finetune_siglip
+    cache_dir: str = ""  # stage-1 feature cache (frozen SigLIP); empty when finetune_siglip or live_encoder
+    manifest: str = ""  # triplet manifest; only read when finetune_siglip or live_encoder
+    siglip: str = ""  # local SigLIP folder; only for finetune_siglip or live_encoder
+    live_encoder: bool = False  # run the frozen SigLIP on the device every step instead of reading a cache
+    num_workers: int = -1  # DataLoader workers reading ahead; -1: 4 on a GPU, 0 on the CPU (loader.py)
     text_cache_dir: str = ""  # cache holding style-prompt text embeddings (default: cache_dir)
     val_cache_dir: str = ""  # held-out styles; empty = hold out val_fraction of the styles
     val_fraction: float = 0.1
@@ -109,9 +113,13 @@ class Stage1Config:
             check(bool(self.manifest and self.siglip), "finetune_siglip=true needs manifest and siglip.")
             check(not self.val_cache_dir, "finetune_siglip=true evaluates on held-out styles of the manifest "
                   "(val_fraction), not on a frozen-feature cache.")
+        elif self.live_encoder:
+            check(bool(self.manifest and self.siglip) and not self.cache_dir and not self.val_cache_dir,
+                  "live_encoder=true runs SigLIP on the manifest's images: give manifest and siglip, no cache_dir "
+                  "or val_cache_dir (held-out styles come from val_fraction).")
         else:
             check(bool(self.cache_dir), "cache_dir is required (run `python -m training.stage1.cache` first), "
-                  "or set finetune_siglip=true.")
+                  "or set live_encoder=true or finetune_siglip=true.")
 
 
 class TextAlign(nn.Module):
@@ -157,15 +165,19 @@ class Stage1Run:
     siglip: SiglipHidden | None = None
     text_emb: torch.Tensor | None = None
     text_align: TextAlign | None = None
+    features: Prefetched | None = None  # the read-ahead loader (main); evaluation reads the source directly
 
 
 def build_data(cfg: Stage1Config, device: torch.device):
     """Hidden states of SigLIP's layers, from the cache or from a live tower; train / held-out indices."""
     siglip = None
-    if cfg.finetune_siglip:
-        siglip = SiglipHidden.from_pretrained(cfg.siglip)
-        siglip.model.to(device).train().requires_grad_(True)
-        source = LiveHidden(siglip, cfg.manifest)
+    if cfg.finetune_siglip or cfg.live_encoder:
+        tower = SiglipHidden.from_pretrained(cfg.siglip)  # frozen unless fine-tuned
+        tower.model.to(device)
+        if cfg.finetune_siglip:
+            siglip = tower
+            siglip.model.train().requires_grad_(True)
+        source = LiveHidden(tower, cfg.manifest)
     else:
         source = CachedHidden(CacheReader(cfg.cache_dir, kind="style_hidden"))
     if cfg.val_cache_dir:
@@ -234,10 +246,11 @@ def resume(run: Stage1Run, cfg: Stage1Config, out_dir: Path) -> int:
 def loss_on(run: Stage1Run, cfg: Stage1Config, indices_a: np.ndarray, indices_b: np.ndarray | None) -> torch.Tensor:
     device, train_idx, labels = run.device, run.train_idx, run.labels
     ia, ya = train_idx[indices_a], labels[train_idx[indices_a]].to(device)
-    za = project(run.projector, run.source.hidden(ia).to(device))
+    features = run.features or run.source
+    za = project(run.projector, features.hidden(ia).to(device))
     if cfg.loss == "infonce":
         ib = train_idx[indices_b]
-        zb = project(run.projector, run.source.hidden(ib).to(device))
+        zb = project(run.projector, features.hidden(ib).to(device))
         return label_masked_infonce(za, ya, zb, labels[ib].to(device), cfg.temperature)
     prompts = torch.as_tensor(run.source.items.prompts[ia], device=device)
     itc = image_text_contrastive(run.text_align.proj(za), run.text_emb[prompts], run.text_align.log_scale, prompts)
@@ -279,6 +292,8 @@ def main(cfg: Stage1Config) -> dict:
     run = build(cfg)
     metrics_log = MetricsLog(out_dir / "metrics.jsonl", fresh=not cfg.resume)
     step = resume(run, cfg, out_dir)
+    run.features = Prefetched(run.source, StepBatches(run.sampler, run.train_idx, cfg.loss == "infonce", step,
+                                                      cfg.steps), worker_count(cfg.num_workers, run.device))
     if step == 0 and len(run.val_idx):
         metrics_log.write(step=0, split="val", **evaluate(run.projector, run.val_source, run.val_idx))
 

@@ -50,6 +50,7 @@ from ..checkpoints import (MetricsLog, experts_from_state_dict, export_experts, 
                            load_state, save_state)
 from ..config import check, config_to_dict
 from ..data.backbones import DTYPES
+from ..data.workers import worker_count
 from ..optim import OPTIMIZERS, build_optimizer, lr_factor
 from .data import TripletCache
 from .flow_matching import flow_matching_loss, sample_sigmas
@@ -98,6 +99,7 @@ class Stage2Config:
     mixed_precision: str = "no"  # "no" or "bf16" (autocast)
     base_dtype: str = "float32"  # dtype of the frozen base weights: float32 or bfloat16
     gradient_checkpointing: bool = True
+    num_workers: int = -1  # DataLoader workers; -1: up to 4 on a GPU, 0 on the CPU
     # bookkeeping
     log_every: int = 10
     eval_every: int = 200
@@ -191,8 +193,10 @@ def build_data(cfg: Stage2Config) -> tuple[TripletCache, TripletCache | None, Da
         pconfig = load_projector_checkpoint(cfg.projector).projector_config
         check(pconfig.cond_dim == data.cond_dim, f"the projector outputs {pconfig.cond_dim}-d latents but the cache "
               f"holds {data.cond_dim}-d ones; cache stage 2 with this projector.")
+    workers = worker_count(cfg.num_workers, torch.device("cuda" if torch.cuda.is_available() and cfg.device == "auto"
+                                                         else "cpu"))
     loader = DataLoader(data, batch_sampler=data.batch_sampler(cfg.batch_size, seed=cfg.seed),
-                        collate_fn=data.collate, num_workers=0)
+                        collate_fn=data.collate, num_workers=workers, persistent_workers=workers > 0)
     return data, val_data, loader
 
 
