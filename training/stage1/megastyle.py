@@ -129,8 +129,8 @@ def load_vision(folder: str, checkpointing: bool) -> nn.Module:
     if not getattr(vision.config, "vision_use_head", True):
         raise InputError(f"{folder}: MegaStyle-Encoder's output is the attention-pooling head's, but this SigLIP "
                          "has none (vision_use_head=false); use a SigLIP with its head (e.g. so400m-patch14-384).")
-    if checkpointing:
-        vision.gradient_checkpointing_enable()
+    if checkpointing:  # transformers 5 renamed it; 4.x only has the old name
+        (getattr(vision, "activation_checkpointing_enable", None) or vision.gradient_checkpointing_enable)()
     return vision.train().requires_grad_(True)
 
 
@@ -209,7 +209,8 @@ def train_step(run: MegaStyleRun, cfg: MegaStyleConfig, step: int) -> dict[str, 
     grad_norm = accelerator.clip_grad_norm_(run.model.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 else 0.0
     result = {"loss": float(loss.detach()), "grad_norm": float(grad_norm)}
     if cfg.loss_check and step == 0:
-        result["local_loss"] = float(loss_of(run, cfg, pooled.detach(), mine))
+        with torch.no_grad():
+            result["local_loss"] = float(loss_of(run, cfg, pooled, mine))
         result["grad_norms"] = grad_norms(accelerator.unwrap_model(run.model).vision)
     run.optimizer.step()
     return result

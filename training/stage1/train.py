@@ -19,8 +19,12 @@ Objectives (``loss``):
 * ``megastyle``: SupCon within a P x K batch + ``itc_weight`` x image-text contrastive against
   the style prompt's text embedding (cached from a frozen text tower; learnable logit scale
   initialised to 1/0.07 and clamped at 100). With ``finetune_siglip=true`` the vision tower
-  is trained too (MegaStyle-Encoder is a full fine-tune); then features cannot come from the
-  cache and are computed from the manifest's images every step.
+  under the projector is trained too; then features cannot come from the cache and are
+  computed from the manifest's images every step. (MegaStyle-Encoder itself, SigLIP trained
+  on its pooled output, is ``megastyle.py``.)
+
+Features come from the cache, or with ``live_encoder=true`` from the frozen tower run on the
+device every step; DataLoader workers read ahead either way (``loader.py``).
 
 Outputs in ``out_dir``: ``projector.safetensors`` (native StyleExpert file, projector only,
 the file stage 2 and the ComfyUI nodes load), ``train_state.pt`` (resume state),
