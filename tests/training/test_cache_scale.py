@@ -55,6 +55,8 @@ def test_two_process_sharded_cache_equals_the_one_process_cache(tiny, tmp_path):
            "-m", "training.stage1.cache", *args, f"--out={tmp_path / 'two'}"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "rank 0 of 2 writes shard-* [0, 2]" in proc.stderr  # the work was split, not done twice
+    assert "rank 1 of 2 writes shard-* [1]" in proc.stderr
 
     one, two = all_tensors(tmp_path / "one"), all_tensors(tmp_path / "two")
     assert len(one) == len(CacheReader(tmp_path / "one")) == 24 and sorted(one) == sorted(two)  # 3 shards

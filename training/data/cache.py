@@ -103,6 +103,8 @@ def _write_shards(out_dir: Path, prefix: str, n: int, shard_size: int, fp: str, 
     shards = range((n + shard_size - 1) // shard_size)
     mine = part.mine(shards)
     todo = [s for s in mine if not _shard_done(_shard_path(out_dir, s, prefix), fp)]
+    if part.world > 1:
+        log.info("rank %d of %d writes %s-* %s", part.rank, part.world, prefix, mine)
     if len(todo) < len(mine):
         log.info("%s: %d of %d %s shards already cached, resuming", out_dir, len(mine) - len(todo), len(mine), prefix)
     bar = tqdm(total=sum(min(n, (s + 1) * shard_size) - s * shard_size for s in todo), desc=desc, unit="item",
