@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -92,3 +93,5 @@ def test_text_embeddings_are_memory_mapped_bf16_rows_and_shard_over_ranks(tiny, 
     batch = data.collate([data[0], data[1]])
     assert batch.text_seq.dtype == torch.float32  # a batch is a small fp32 copy of its rows
     assert torch.equal(batch.text_seq[1], expected.seq[data.reader.items[1]["prompt"]].bfloat16().float())
+    shipped = pickle.dumps(data)  # what spawn / forkserver DataLoader workers receive: no tensor data
+    assert len(shipped) < 20_000 and torch.equal(pickle.loads(shipped).collate([data[1]]).text_seq[0], batch.text_seq[1])

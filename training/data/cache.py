@@ -214,6 +214,10 @@ class CacheReader:
                              "caching pass on the same directory (with as many processes as you like) to finish it.")
         return missing
 
+    def __getstate__(self) -> dict:
+        """Pickled (DataLoader workers under spawn / forkserver) without the maps: each process maps for itself."""
+        return {**self.__dict__, "_shards": {}}
+
     def _mapped(self, prefix: str, shard: int) -> dict[str, torch.Tensor]:
         if (prefix, shard) not in self._shards:
             self._shards[prefix, shard] = map_safetensors(_shard_path(self.dir, shard, prefix))[0]
@@ -235,7 +239,9 @@ class CacheReader:
             shards = [self._mapped("text", s) for s in range((self.index["text_count"] + self.index[
                 "text_shard_size"] - 1) // self.index["text_shard_size"])]
         elif (self.dir / LEGACY_TEXT_FILE).is_file():
-            shards = [map_safetensors(self.dir / LEGACY_TEXT_FILE)[0]]
+            if ("legacy", 0) not in self._shards:
+                self._shards["legacy", 0] = map_safetensors(self.dir / LEGACY_TEXT_FILE)[0]
+            shards = [self._shards["legacy", 0]]
         else:
             raise InputError(f"{self.dir} has no text embeddings; cache with a text encoder.")
         return {field: MappedRows([s[field] for s in shards]) for field in shards[0]}

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..data.buckets import BucketBatchSampler
-from ..data.cache import CacheReader
+from ..data.cache import CacheReader, MappedRows
 from ..data.errors import InputError
 from .flow_matching import KontextBatch
 
@@ -31,12 +31,20 @@ class TripletCache(Dataset):
             raise InputError(f"{cache_dir} has no style-reference latents; re-cache with style reference "
                              "latents on, or set style_tokens=false.")
         self.style_tokens = style_tokens
-        text = self.reader.text_rows()
-        self.text_seq, self.pooled = text["seq"], text["pooled"]  # memory-mapped rows
         self.items = [self.reader.items[r] for r in self.rows]
         self.buckets = [tuple(it["bucket"]) for it in self.items]
         self.labels = np.array([it["label"] for it in self.items])
         self.cond_dim = self.reader.get(0, "style_latent").shape[-1]
+        self.reader.text_rows()  # a cache without text embeddings fails here, not at the first batch
+
+    @property
+    def text_seq(self) -> MappedRows:
+        """T5 rows of every prompt, memory-mapped (a property, so pickling a dataset never copies them)."""
+        return self.reader.text_rows()["seq"]
+
+    @property
+    def pooled(self) -> MappedRows:
+        return self.reader.text_rows()["pooled"]
 
     def __len__(self) -> int:
         return len(self.rows)
