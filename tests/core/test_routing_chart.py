@@ -67,3 +67,4 @@ def test_fingerprint_names_each_streams_heaviest_experts():
     line = style_fingerprint(names, gates, top=2)
     assert line == "style fingerprint | double: #3 0.75 #2 0.15 | single: #0 0.90 #1 0.10 | shared 0.83"
     assert "\n" not in line
+
