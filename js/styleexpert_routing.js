@@ -70,14 +70,24 @@ async function refresh(node, body) {
     }
     const url = URL.createObjectURL(await response.blob());
     if (img.src) URL.revokeObjectURL(img.src);
+    img.onload = () => fitChart(node, img);
     img.src = url;
     status.textContent = response.headers.get("X-StyleExpert-Fingerprint") ?? "";
-    if (node.size[1] < 480) node.setSize([Math.max(node.size[0], 420), 480]);
   } catch (error) {
     status.textContent = `Routing preview: ${error}`;
   } finally {
     node.setDirtyCanvas?.(true, true);
   }
+}
+
+// Grow the node so the chart shows at its own size (its text stays readable); never shrink it.
+function fitChart(node, img) {
+  const [, widgetsHeight] = node.computeSize();
+  node.setSize([
+    Math.max(node.size[0], img.naturalWidth + 24),
+    Math.max(node.size[1], widgetsHeight + img.naturalHeight + 40),
+  ]);
+  node.setDirtyCanvas?.(true, true);
 }
 
 // One pass over the graph: every Routing Preview node whose request changed gets a new chart.
