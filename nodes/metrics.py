@@ -58,7 +58,7 @@ def metrics_sheet(outputs: torch.Tensor, style: torch.Tensor, content: torch.Ten
         for col, (name, tile) in enumerate(zip(columns, tiles)):
             sheet.paste(_thumb(tile), (col * THUMB, y))
             draw.text((col * THUMB + 4, y + THUMB + 2), name, font=font(), fill=MUTED)
-        text = "  ".join(f"{name} {float(values[row]):.3f}" for name, values in scores.items())
+        text = f"output {row + 1}:  " + "  ".join(f"{name} {float(values[row]):.3f}" for name, values in scores.items())
         draw.text((4, y + THUMB + 2 + line_height()), text, font=font(), fill=ACCENT)
     draw_lines(draw, (8, row_h * outputs.shape[0] + 8), notes, fill=TEXT)
     return torch.from_numpy(np.asarray(sheet, dtype=np.float32) / 255.0)[None]
