@@ -1,7 +1,8 @@
 """StyleExpert for ComfyUI: reference-image style transfer on FLUX.1 Kontext with routed LoRA experts.
 
-Importing this package registers the `models/styleexpert` folder (when running inside ComfyUI)
-and exposes the V3 entry point; it does nothing else.
+Importing this package registers the `models/styleexpert` folder (when running inside ComfyUI),
+the routing preview route (inside a running ComfyUI server) and exposes the V3 entry point; it
+does nothing else.
 """
 
 WEB_DIRECTORY = "./js"
@@ -24,5 +25,19 @@ def _register_model_folder() -> None:
 
 
 _register_model_folder()
+
+
+def _register_routes() -> None:
+    import sys
+
+    server = sys.modules.get("server")  # ComfyUI's server module, imported by main.py before the packs
+    if server is None:  # imported outside a ComfyUI server (tests, training scripts): no routes
+        return
+    from .nodes.preview_route import register_routes
+
+    register_routes(server.PromptServer)
+
+
+_register_routes()
 
 __all__ = ["WEB_DIRECTORY", "comfy_entrypoint"]

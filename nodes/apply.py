@@ -7,6 +7,7 @@ from comfy_api.latest import io
 from ..styleexpert_core import Strengths, check_style, fold_checkpoint
 from ..styleexpert_core.config import ROUTING_PRECISIONS
 from ..styleexpert_core.errors import InputError
+from ..styleexpert_core.finite import check_finite_number
 from .flux_patching import dynamic_into, merge_into
 from .payloads import LoadedStyleExpert, StyleLatent
 from .sockets import CATEGORY, StyleExpert, StyleLatentSocket
@@ -55,16 +56,44 @@ def overrides(top_k: int, alignment: str, routing_precision: str = KEEP) -> dict
             "routing_precision": None if routing_precision == KEEP else routing_precision}
 
 
+def percent_inputs() -> list[io.Float.Input]:
+    """Optional, so API prompts saved before they existed keep working."""
+    span = {"min": 0.0, "max": 1.0, "step": 0.01, "optional": True}
+    return [io.Float.Input("start_percent", default=0.0, **span,
+                           tooltip="dynamic mode: the style acts from this point of the sampling schedule "
+                                   "(0 = the first step), like ControlNet's start percent."),
+            io.Float.Input("end_percent", default=1.0, **span,
+                           tooltip="dynamic mode: the style stops acting after this point of the schedule "
+                                   "(1 = the last step). Merge mode needs 0 and 1.")]
+
+
+def check_percents(mode: str, start_percent: float, end_percent: float) -> tuple[float, float]:
+    for value, name in ((start_percent, "start_percent"), (end_percent, "end_percent")):
+        check_finite_number(value, name)
+        if not 0.0 <= value <= 1.0:
+            raise InputError(f"{name} must lie between 0 and 1 (a fraction of the sampling schedule), got {value}.")
+    if start_percent > end_percent:
+        raise InputError(f"start_percent ({start_percent}) is after end_percent ({end_percent}); the style would "
+                         "never act. Set start_percent <= end_percent.")
+    if mode == "merge" and (start_percent, end_percent) != (0.0, 1.0):
+        raise InputError("start_percent/end_percent limit the style to part of the sampling steps only in dynamic "
+                         "mode: merged experts are part of the weights for every step. Set mode to dynamic, or "
+                         "keep start_percent 0 and end_percent 1.")
+    return float(start_percent), float(end_percent)
+
+
 def apply_styleexpert(model, expert: LoadedStyleExpert, style: StyleLatent, mode: str, strengths: Strengths,
-                      top_k: int = 0, alignment: str = KEEP, routing_precision: str = KEEP):
+                      top_k: int = 0, alignment: str = KEEP, routing_precision: str = KEEP,
+                      start_percent: float = 0.0, end_percent: float = 1.0):
     if mode not in MODES:  # V3 combos are not validated by the server
         raise InputError(f"mode must be one of {MODES}, got {mode!r}.")
+    window = check_percents(mode, start_percent, end_percent)
     latents = style.check_for(expert)
     chosen = overrides(top_k, alignment, routing_precision)
     if mode == "merge":
         return merge_into(model, expert, fold_checkpoint(expert.checkpoint, latents, strengths=strengths, **chosen))
     config, latents = check_style(expert.checkpoint, latents, **chosen)
-    return dynamic_into(model, expert, latents, config, strengths)
+    return dynamic_into(model, expert, latents, config, strengths, *window)
 
 
 class StyleExpertApply(io.ComfyNode):
@@ -87,6 +116,7 @@ class StyleExpertApply(io.ComfyNode):
                 strength_input("strength", "Multiplies the whole style delta."),
                 *strength_inputs(),
                 *routing_inputs(),
+                *percent_inputs(),
             ],
             outputs=[io.Model.Output()],
         )
@@ -95,7 +125,8 @@ class StyleExpertApply(io.ComfyNode):
     def execute(cls, model, styleexpert: LoadedStyleExpert, style: StyleLatent, mode: str = "merge",
                 strength: float = 1.0, shared_strength: float = 1.0, routed_strength: float = 1.0,
                 double_blocks: float = 1.0, single_blocks: float = 1.0, top_k: int = 0,
-                alignment: str = KEEP, routing_precision: str = KEEP) -> io.NodeOutput:
+                alignment: str = KEEP, routing_precision: str = KEEP, start_percent: float = 0.0,
+                end_percent: float = 1.0) -> io.NodeOutput:
         strengths = Strengths(strength, shared_strength, routed_strength, double_blocks, single_blocks)
         return io.NodeOutput(apply_styleexpert(model, styleexpert, style, mode, strengths, top_k, alignment,
-                                               routing_precision))
+                                               routing_precision, start_percent, end_percent))

@@ -128,3 +128,27 @@ class StyleFolds:
         ups = tuple((rows, ranks, torch.stack([f.ups[i][2] for f in per_sample]))
                     for i, (rows, ranks, _) in enumerate(per_sample[0].ups))
         return FoldedModule(down, ups)
+
+
+class SigmaWindow:
+    """The part of sampling a style acts in, as ComfyUI's ControlNet apply takes it: start/end percent
+    of the schedule, turned into sigmas by the model's own model_sampling (percent_to_sigma). Resolved
+    when Apply runs and again when sampling starts, so a later model-sampling node (shift) is heeded."""
+
+    def __init__(self, start_percent: float, end_percent: float, model_sampling) -> None:
+        self.start_percent = start_percent
+        self.end_percent = end_percent
+        self.resolve(model_sampling)
+
+    def __deepcopy__(self, memo):  # shared by every clone of the model, like the wrapper holding it
+        return self
+
+    def resolve(self, model_sampling) -> None:
+        self.high = model_sampling.percent_to_sigma(self.start_percent)
+        self.low = model_sampling.percent_to_sigma(self.end_percent)
+
+    def on_pre_run(self, patcher) -> None:  # CallbacksMP.ON_PRE_RUN: sampling is about to start
+        self.resolve(patcher.get_model_object("model_sampling"))
+
+    def contains(self, sigma: float) -> bool:
+        return self.low <= sigma <= self.high

@@ -28,14 +28,14 @@ def siglip_hidden_states(clip_vision, images: torch.Tensor) -> torch.Tensor:
 
 
 def image_features(expert: LoadedStyleExpert, clip_vision, images: torch.Tensor,
-                   empty_message: str) -> tuple[torch.Tensor, torch.Tensor]:
+                   empty_message: str, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """(style latents [B, cond_dim], pooled last-layer SigLIP embeddings [B, W]) from one SigLIP
-    pass, in chunks with a cancellable progress bar."""
+    pass, in chunks with a cancellable progress bar (`progress`: only inside a running prompt)."""
     if images is None or images.ndim != 4 or images.shape[0] == 0 or min(images.shape[1:3]) == 0:
         raise InputError(empty_message)
     check_finite_image(check_image_channels(images, "style"), "style")
     projector = expert.projector()
-    bar = comfy.utils.ProgressBar(images.shape[0])
+    bar = comfy.utils.ProgressBar(images.shape[0]) if progress else None
     styles, pooled = [], []
     for start in range(0, images.shape[0], CHUNK):
         chunk = images[start:start + CHUNK]
@@ -43,13 +43,15 @@ def image_features(expert: LoadedStyleExpert, clip_vision, images: torch.Tensor,
         with torch.inference_mode():
             styles.append(projector(hidden).float())
         pooled.append(hidden[:, -1].mean(dim=1))  # last layer, mean over tokens
-        bar.update(chunk.shape[0])  # also a cancel point
+        if bar is not None:
+            bar.update(chunk.shape[0])  # also a cancel point
     return torch.cat(styles), torch.cat(pooled)
 
 
-def encode_styles(expert: LoadedStyleExpert, clip_vision, images: torch.Tensor) -> torch.Tensor:
+def encode_styles(expert: LoadedStyleExpert, clip_vision, images: torch.Tensor, progress: bool = True) -> torch.Tensor:
     """[B, cond_dim] style latents, one per image."""
-    return image_features(expert, clip_vision, images, "no style image: connect at least one non-empty IMAGE.")[0]
+    return image_features(expert, clip_vision, images, "no style image: connect at least one non-empty IMAGE.",
+                          progress)[0]
 
 
 class StyleExpertEncodeStyle(io.ComfyNode):

@@ -9,9 +9,11 @@ from .loader import StyleExpertLoader
 from .metrics import StyleExpertMetrics
 from .reference import StyleExpertReferenceLatents
 from .routing_preview import StyleExpertRoutingPreview
+from .style_references import StyleExpertLoadStyleFolder, StyleExpertStyleSimilarity
 
 NODES = [StyleExpertLoader, StyleExpertEncodeStyle, StyleExpertApply, StyleExpertReferenceLatents,
          StyleExpertRoutingPreview, StyleExpertBlendStyles, StyleExpertMetrics, StyleExpertBakeLoRA]
+NODES += [StyleExpertLoadStyleFolder, StyleExpertStyleSimilarity]  # style reference sets (issue 13)
 
 
 class StyleExpertExtension(ComfyExtension):

@@ -20,7 +20,7 @@ from comfy.weight_adapter import LoRAAdapter
 from ..styleexpert_core import FluxShape, MoEConfig, Strengths
 from ..styleexpert_core.errors import InputError, ShapeMismatchError
 from ..styleexpert_core.keys import BflTarget, diffusers_to_bfl
-from .dynamic_hooks import StyleFolds, group_by_module, swap_halves
+from .dynamic_hooks import SigmaWindow, StyleFolds, group_by_module, swap_halves
 from .payloads import LoadedStyleExpert
 
 WRAPPER_KEY = "styleexpert"
@@ -108,9 +108,10 @@ class DynamicStyleWrapper:
     """DIFFUSION_MODEL wrapper: hooks live only for one call, so nothing is left on the modules."""
 
     def __init__(self, bank, layers: list[LayerTarget], config: MoEConfig, latents: torch.Tensor,
-                 strengths: Strengths) -> None:
+                 strengths: Strengths, window: SigmaWindow | None = None) -> None:
         self.groups = group_by_module(layers)
         self.folds = StyleFolds(bank, self.groups, config, latents, strengths)
+        self.window = window
 
     def __deepcopy__(self, memo):  # model_options are deep-copied on clone; experts must not be
         return self
@@ -120,6 +121,9 @@ class DynamicStyleWrapper:
         # The arguments of Flux._forward, which Flux.forward hands to DIFFUSION_MODEL wrappers
         # (comfy/ldm/flux/model.py); cond_or_uncond tells how many cond/uncond chunks x holds.
         options = {} if transformer_options is None else transformer_options
+        sigmas = options.get("sigmas")  # set by sampling; a call outside sampling gets the style
+        if self.window is not None and sigmas is not None and not self.window.contains(float(sigmas[0])):
+            return executor(x, timestep, context, y, guidance, ref_latents, control, options, **kwargs)
         chunks = len(options.get("cond_or_uncond", [0]))
         styles = per_sample_styles(self.folds.latents.shape[0], x.shape[0], chunks)
         # x is in the model's compute dtype (apply_model casts it), the dtype of every hooked output.
@@ -141,11 +145,16 @@ def _add_delta(delta, module, inputs, output):
 
 
 def dynamic_into(model, expert: LoadedStyleExpert, latents: torch.Tensor, config: MoEConfig,
-                 strengths: Strengths):
-    """A clone of `model` that routes every sample by its own style latent at forward time."""
+                 strengths: Strengths, start_percent: float = 0.0, end_percent: float = 1.0):
+    """A clone of `model` that routes every sample by its own style latent at forward time, while the
+    sampling sigma lies within [start_percent, end_percent] of the schedule (ControlNet's convention)."""
     layers = resolve_targets(model, expert)
     patched = model.clone()
+    window = None
+    if (start_percent, end_percent) != (0.0, 1.0):
+        window = SigmaWindow(start_percent, end_percent, model.get_model_object("model_sampling"))
+        patched.add_callback_with_key(comfy.patcher_extension.CallbacksMP.ON_PRE_RUN, WRAPPER_KEY, window.on_pre_run)
     patched.set_additional_models(WRAPPER_KEY, [expert.bank_patcher()])
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY,
-                                 DynamicStyleWrapper(expert.bank(), layers, config, latents, strengths))
+                                 DynamicStyleWrapper(expert.bank(), layers, config, latents, strengths, window))
     return patched

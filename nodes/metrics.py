@@ -8,6 +8,7 @@ import torch
 from comfy_api.latest import io, ui
 from PIL import Image, ImageDraw
 
+from ..styleexpert_core.drawing import ACCENT, BACKGROUND, MUTED, TEXT, draw_lines, font, line_height, wrap
 from ..styleexpert_core.errors import InputError
 from ..styleexpert_core.formats import read_tensor_file
 from ..styleexpert_core.metrics import (aesthetic_mlp_from_state_dict, aesthetic_scores, content_fidelity,
@@ -18,7 +19,15 @@ from .model_folder import FOLDER
 from .payloads import LoadedStyleExpert
 from .sockets import CATEGORY, StyleExpert
 
-THUMB = 192
+THUMB = 224
+MEANINGS = {
+    "style": "style: cosine similarity of the output's style latent to the style images' mean latent, in the "
+             "StyleExpert encoder space (what routes the experts). 1 = the same style; higher is closer.",
+    "content": "content: cosine similarity of the output's and the content image's SigLIP embeddings (mean of "
+               "the last layer). 1 = the same picture; it drops as the style changes the content.",
+    "aesthetic": "aesthetic: the LAION-style aesthetic predictor's score over CLIP embeddings (about 1 to 10; "
+                 "higher looks better to it).",
+}
 
 
 def _thumb(image: torch.Tensor) -> Image.Image:
@@ -31,24 +40,27 @@ def _thumb(image: torch.Tensor) -> Image.Image:
 
 
 def metrics_sheet(outputs: torch.Tensor, style: torch.Tensor, content: torch.Tensor | None,
-                  style_scores: torch.Tensor, content_scores: torch.Tensor | None) -> torch.Tensor:
-    """An IMAGE [1, H, W, 3] with one row per output: [content] | style | output, with the scores
-    written under the output."""
+                  scores: dict[str, torch.Tensor]) -> torch.Tensor:
+    """An IMAGE [1, H, W, 3]: one row per output, [content] | style | output with each output's scores
+    under it, then one line per score saying what it means. `scores` maps "style"/"content"/"aesthetic"
+    to per-output values."""
     columns = (["content"] if content is not None else []) + ["style", "output"]
-    label_h = 36
-    sheet = Image.new("RGB", (THUMB * len(columns), (THUMB + label_h) * outputs.shape[0]), (20, 20, 20))
+    width = max(THUMB * len(columns), 560)
+    row_h = THUMB + 2 * line_height() + 6
+    notes = [line for name in scores for line in wrap(MEANINGS[name], width - 16)]
+    height = row_h * outputs.shape[0] + line_height() * len(notes) + 16
+    sheet = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     for row in range(outputs.shape[0]):
-        y = row * (THUMB + label_h)
+        y = row * row_h
         tiles = ([content[min(row, content.shape[0] - 1)]] if content is not None else []) + \
                 [style[min(row, style.shape[0] - 1)], outputs[row]]
         for col, (name, tile) in enumerate(zip(columns, tiles)):
             sheet.paste(_thumb(tile), (col * THUMB, y))
-            draw.text((col * THUMB + 4, y + THUMB + 2), name, fill=(200, 200, 200))
-        text = f"style {float(style_scores[row]):.3f}"
-        if content_scores is not None:
-            text += f"  content {float(content_scores[row]):.3f}"
-        draw.text(((len(columns) - 1) * THUMB + 4, y + THUMB + 18), text, fill=(250, 230, 80))
+            draw.text((col * THUMB + 4, y + THUMB + 2), name, font=font(), fill=MUTED)
+        text = f"output {row + 1}:  " + "  ".join(f"{name} {float(values[row]):.3f}" for name, values in scores.items())
+        draw.text((4, y + THUMB + 2 + line_height()), text, font=font(), fill=ACCENT)
+    draw_lines(draw, (8, row_h * outputs.shape[0] + 8), notes, fill=TEXT)
     return torch.from_numpy(np.asarray(sheet, dtype=np.float32) / 255.0)[None]
 
 
@@ -96,13 +108,16 @@ class StyleExpertMetrics(io.ComfyNode):
                 raise InputError(f"{content_pooled.shape[0]} content images for {out_pooled.shape[0]} outputs; "
                                  "give one content image, or one per output.")
             content_scores = content_fidelity(out_pooled, content_pooled.expand_as(out_pooled))
-        sheet = metrics_sheet(output, style, content, style_scores, content_scores)
+        scores = {"style": style_scores, **({"content": content_scores} if content_scores is not None else {})}
+        if aesthetic_predictor != NONE:
+            scores["aesthetic"] = aesthetic_score(aesthetic_clip_vision, aesthetic_predictor, output)
+        sheet = metrics_sheet(output, style, content, scores)
         s = float(style_scores.mean())
         c = float(content_scores.mean()) if content_scores is not None else 0.0
         text = f"style similarity {s:.3f}" + (f", content fidelity {c:.3f}" if content_scores is not None else "")
         a = 0.0
-        if aesthetic_predictor != NONE:
-            a = float(aesthetic_score(aesthetic_clip_vision, aesthetic_predictor, output).mean())
+        if "aesthetic" in scores:
+            a = float(scores["aesthetic"].mean())
             text += f", aesthetic {a:.2f}"
         return io.NodeOutput(s, c, sheet, a, ui={**ui.PreviewImage(sheet, cls=cls).as_dict(),
                                                 **ui.PreviewText(text).as_dict()})

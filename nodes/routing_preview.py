@@ -8,7 +8,8 @@ from comfy_api.latest import io, ui
 
 from ..styleexpert_core import check_style
 from ..styleexpert_core.errors import InputError
-from ..styleexpert_core.visualize import heatmap, routing_summary, routing_table
+from ..styleexpert_core.routing_chart import routing_chart, style_fingerprint
+from ..styleexpert_core.visualize import routing_summary, routing_table
 from .apply import KEEP, overrides
 from .payloads import LoadedStyleExpert, StyleLatent
 from .sockets import CATEGORY, StyleExpert, StyleLatentSocket
@@ -21,8 +22,10 @@ class StyleExpertRoutingPreview(io.ComfyNode):
             node_id="StyleExpertRoutingPreview",
             display_name="StyleExpert Routing Preview",
             category=CATEGORY,
-            description="Shows which experts each layer picks for a style: a heatmap (rows = layers in block "
-                        "order, first column = shared expert) and the picks as text.",
+            description="Shows which experts a style picks: a labelled chart with one row per Flux block (its "
+                        "layers' gates averaged), one column per expert, a colour legend and a one-line style "
+                        "fingerprint; the per-layer picks as text. The node's view refreshes when the style "
+                        "image or checkpoint changes, before any sampling.",
             inputs=[
                 StyleExpert.Input("styleexpert"),
                 StyleLatentSocket.Input("style"),
@@ -41,8 +44,14 @@ class StyleExpertRoutingPreview(io.ComfyNode):
                                       **overrides(top_k, alignment))
         if index >= latents.shape[0]:
             raise InputError(f"index {index} is out of range: the style input holds {latents.shape[0]} latent(s).")
-        names, gates = routing_table(styleexpert.checkpoint.layers, config, latents[index:index + 1])
-        image = torch.from_numpy(heatmap(gates).astype(np.float32) / 255.0)[None]
-        text = routing_summary(names, gates)
+        image, text = routing_view(styleexpert, config, latents[index:index + 1], f"style {index}")
         return io.NodeOutput(image, text, ui={**ui.PreviewImage(image, cls=cls).as_dict(),
                                                **ui.PreviewText(text.split("\n", 1)[0]).as_dict()})
+
+
+def routing_view(expert: LoadedStyleExpert, config, latent: torch.Tensor, what: str) -> tuple[torch.Tensor, str]:
+    """(the chart as an IMAGE [1, H, W, 3], the fingerprint line + per-layer text) of one checked latent."""
+    names, gates = routing_table(expert.checkpoint.layers, config, latent)
+    chart = routing_chart(names, gates, f"{expert.name}: routing of {what}")
+    text = style_fingerprint(names, gates) + "\n" + routing_summary(names, gates)
+    return torch.from_numpy(chart.astype(np.float32) / 255.0)[None], text

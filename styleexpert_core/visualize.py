@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .config import MoEConfig
+from .drawing import ramp
 from .moe_lora import ExpertTensors
 from .style import Strengths, route_style
 
@@ -49,16 +50,12 @@ def routing_summary(names: list[str], gates: np.ndarray, top: int = 6) -> str:
 
 
 def heatmap(gates: np.ndarray, cell: int = 12, max_height: int = 1024) -> np.ndarray:
-    """RGB uint8 image: one row per layer, one column per expert (shared first), brighter = heavier."""
+    """Unlabelled RGB uint8 image: one row per layer, one column per expert (shared first), brighter =
+    heavier (the training demo's side-by-side figure; the nodes draw routing_chart)."""
     rows, cols = gates.shape
     height = max(1, min(cell, max_height // max(rows, 1)))
     peak = float(gates.max()) or 1.0
-    v = np.clip(gates / peak, 0.0, 1.0)
-    # A dark-blue -> teal -> yellow ramp, readable on the dark ComfyUI canvas.
-    stops = np.array([[20, 24, 60], [30, 140, 140], [250, 230, 80]], dtype=np.float32)
-    low = np.clip(v * 2, 0, 1)[..., None]
-    high = np.clip(v * 2 - 1, 0, 1)[..., None]
-    rgb = np.where(v[..., None] < 0.5, stops[0] + (stops[1] - stops[0]) * low, stops[1] + (stops[2] - stops[1]) * high)
+    rgb = ramp(gates / peak)
     rgb[:, 0] = rgb[:, 0] * 0.6 + np.array([120, 40, 40]) * 0.4  # tint the shared column
     img = np.repeat(np.repeat(rgb.astype(np.uint8), height, axis=0), cell, axis=1)
     img[:, cell - 1::cell] = 0  # thin separators between experts
