@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
