@@ -18,7 +18,8 @@ import torch
 from safetensors.torch import load_file
 
 from training.stage2.data import TripletCache
-from training.stage2.train import Stage2Config, build_model, micro_batch_loss
+from training.data.errors import ConfigError
+from training.stage2.train import Stage2Config, build_model, micro_batch_loss, start
 
 REPO = Path(__file__).resolve().parents[2]
 LAUNCHER = str(REPO / "tests" / "training" / "stage2_launcher.py")
@@ -35,8 +36,10 @@ def free_port() -> int:
 
 def launch(launcher: list[str], script: list[str], env: dict | None = None) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), **(env or {})}
+    # DeepSpeed's first CPU run compiles its shared-memory op: 8-12 min on a busy 2-core machine
+    timeout = 1500 if "DS_ACCELERATOR" in env else 600
     proc = subprocess.run([sys.executable, "-m", *launcher, *script], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 
@@ -125,7 +128,6 @@ def test_fsdp2_clips_matches_ddp_resumes_exactly_and_saves_only_trainable_tensor
 def test_deepspeed_zero2_trains_in_bf16_resumes_exactly_and_saves_only_trainable_tensors(tiny, tmp_path):
     pytest.importorskip("deepspeed", reason="DeepSpeed is optional (the training extra); "
                         "test_batches_take_the_trainable_weights_dtype checks its dtype contract without it")
-    # DeepSpeed's CPU accelerator: the first run compiles its shared-memory op (minutes, then cached)
     full, resumed = run_and_resume(tiny, tmp_path, accelerate_deepspeed, {"DS_ACCELERATOR": "cpu"},
                                    "--mixed_precision=bf16")
     assert_identical(full, resumed)
@@ -148,3 +150,12 @@ def test_batches_take_the_trainable_weights_dtype(tiny):
     assert torch.isfinite(loss) and all(p.grad.dtype == torch.bfloat16 for p in model.parameters() if p.requires_grad)
     with pytest.raises(RuntimeError, match="dtype"):  # what the run crashed with before
         micro_batch_loss(model, model.style_context, batch, cfg, rank=0, micro=0, dtype=torch.float32, guidance=1.0)
+
+
+def test_a_launch_that_asked_for_fsdp_and_got_plain_processes_is_refused(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # what accelerate launch sets for accelerate_fsdp2.yaml
+    monkeypatch.setenv("FSDP_VERSION", "2")
+    cfg = Stage2Config(cache_dir=str(tiny["stage2_cache"]), model=str(tiny["flux"]), out_dir=str(tmp_path),
+                       device="cpu")
+    with pytest.raises(ConfigError, match="asked for fsdp2"):
+        start(cfg)

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from training.stage1 import train as stage1
 from training.stage2 import train as stage2
+from training.stage2.state import Position, rescale
 
 
 def snapshot_after(module, monkeypatch, step: int, target) -> None:
@@ -55,3 +56,10 @@ def test_stage2_resume_with_accumulation_is_exact(tiny, tmp_path, monkeypatch):
     resumed = stage2.main(stage2.Stage2Config(out_dir=str(tmp_path / "resumed"), resume=True, **cfg))
     assert [r["step"] for r in resumed["train"]] == [1, 2, 3, 4, 5]
     assert_same_file(full["checkpoint"], resumed["checkpoint"])
+
+
+def test_a_position_saved_on_other_process_counts_continues_after_the_batches_all_ranks_saw():
+    saved = Position(step=3, epoch=1, batch=2, micro=6, num_processes=4)  # 8 batches of epoch 1 trained
+    assert rescale(saved, 4) == saved
+    assert rescale(saved, 2) == Position(step=3, epoch=1, batch=4, micro=6, num_processes=2)
+    assert rescale(saved, 3).batch == 2  # 8 // 3: a batch is trained again rather than skipped
