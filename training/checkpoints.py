@@ -5,16 +5,19 @@
   file (optionally with the stage-1 projector inside) after stage 2.
 * Resume state (optimizer moments, step, sampler and RNG state, auxiliary heads) is a side
   file ``train_state.pt``. It is our own file, written by ``torch.save`` and read back with
-  ``torch.load(weights_only=True)``, so no code is ever unpickled.
+  ``torch.load(weights_only=True)``, so no code is ever unpickled; ``rng_state`` therefore
+  stores every RNG as tensors and plain values.
 * Metrics are an append-only ``metrics.jsonl`` (``MetricsLog``).
 """
 
 from __future__ import annotations
 
 import json
+import random
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -87,6 +90,24 @@ def load_state(out_dir: str | Path) -> dict | None:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # the restricted unpickler raises many types
         raise CheckpointError(f"{path}: cannot read the resume state ({e}); delete it to start over.") from None
+
+
+def rng_state() -> dict:
+    """Every global RNG a run may draw from (python, numpy, torch, CUDA), readable with weights_only."""
+    _, key, pos, has_gauss, gauss = np.random.get_state()
+    return {"python": random.getstate(), "numpy_key": torch.from_numpy(key.astype(np.int64)),
+            "numpy_rest": [int(pos), int(has_gauss), float(gauss)], "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what ``rng_state`` saved."""
+    random.setstate(state["python"])
+    pos, has_gauss, gauss = state["numpy_rest"]
+    np.random.set_state(("MT19937", state["numpy_key"].numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 class MetricsLog:

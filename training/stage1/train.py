@@ -51,7 +51,7 @@ from styleexpert_core.losses import LOGIT_SCALE_INIT, image_text_contrastive, la
 from styleexpert_core.metrics import retrieval_metrics
 from styleexpert_core.projector import StyleProjector
 
-from ..checkpoints import MetricsLog, load_state, save_projector, save_state
+from ..checkpoints import MetricsLog, load_state, rng_state, save_projector, save_state, set_rng_state
 from ..config import check, config_to_dict
 from ..data.backbones import SiglipHidden, project
 from ..data.cache import CacheReader
@@ -238,7 +238,7 @@ def resume(run: Stage1Run, cfg: Stage1Config, out_dir: Path) -> int:
     run.projector.load_state_dict(state["projector"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.sampler.load_state_dict(state["sampler"])
-    torch.set_rng_state(state["torch_rng"])
+    set_rng_state(state["rng"])
     if run.text_align is not None:
         run.text_align.load_state_dict(state["text_align"])
     if run.siglip is not None:
@@ -281,7 +281,7 @@ def save(run: Stage1Run, out_dir: Path, step: int) -> None:
     save_projector(out_dir / "projector.safetensors", run.projector, run.pconfig)
     save_state(out_dir, {
         "step": step, "projector": run.projector.state_dict(), "optimizer": run.optimizer.state_dict(),
-        "sampler": run.sampler.state_dict(), "torch_rng": torch.get_rng_state(),
+        "sampler": run.sampler.state_dict(), "rng": rng_state(),
         **({"text_align": run.text_align.state_dict()} if run.text_align else {}),
         **({"siglip": run.siglip.model.state_dict()} if run.siglip else {})})
     if run.siglip is not None:

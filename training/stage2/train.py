@@ -20,8 +20,8 @@ Only the MoE tensors train (fp32 master weights); the base can sit in bf16 under
 autocast. The routed experts are stacked tensors, so every one gets a gradient and DDP runs
 with find_unused_parameters=False. Output: ``styleexpert.safetensors`` in the native format
 (experts + metadata; with ``projector`` set, the stage-1 projector rides in the same file),
-``train_state.pt`` (resume, DDP/single process) or ``accelerate_state/`` (DeepSpeed/FSDP),
-``metrics.jsonl`` and ``config.json``.
+``train_state.pt`` + ``rng.rank<r>.pt`` (resume: trainable tensors, optimizer, data position and
+RNG, never the frozen base; see ``state.py``), ``metrics.jsonl`` and ``config.json``.
 
 Read top to bottom: ``build`` (accelerator, data, model, optimizer), ``resume``, ``train_step``,
 ``evaluate``, ``save``, then ``main``, the loop that calls them.
@@ -32,13 +32,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator
-from accelerate.utils import DistributedType
+from accelerate import Accelerator, skip_first_batches
+from accelerate.utils import DistributedType, InitProcessGroupKwargs
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -46,16 +47,18 @@ from styleexpert_core.config import ALIGNMENTS, MoEConfig
 from styleexpert_core.formats import load_checkpoint
 from styleexpert_core.moe_lora import StyleContext, inject_moe
 
-from ..checkpoints import (MetricsLog, experts_from_state_dict, export_experts, load_projector_checkpoint,
-                           load_state, save_state)
+from ..checkpoints import MetricsLog, experts_from_state_dict, export_experts, load_projector_checkpoint
 from ..config import check, config_to_dict
 from ..data.backbones import DTYPES
 from ..data.workers import worker_count
+from ..data.buckets import BucketBatchSampler
+from ..data.errors import ConfigError
 from ..optim import OPTIMIZERS, build_optimizer, lr_factor
 from .data import TripletCache
 from .flow_matching import flow_matching_loss, sample_sigmas
 from .flux import load_transformer, moe_target_modules
 from .validation import held_out_styles, load_vae, write_sample_grid
+from .state import Position, load_train_state, save_train_state
 
 log = logging.getLogger("training.stage2")
 BASE_DTYPES = ("float32", "bfloat16")  # the frozen base's weights: full precision, or bf16 under autocast
@@ -140,16 +143,17 @@ class Stage2Run:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     loader: DataLoader
+    sampler: BucketBatchSampler  # the loader's own; accelerate's shard wrapper hides its set_epoch
     val_data: TripletCache | None
     context: StyleContext  # the routers read the style latent from it
     moe_config: MoEConfig
     targets: list[str]
-    trainable: list[torch.nn.Parameter]
+    trainable: list[torch.nn.Parameter]  # of the prepared model (FSDP2 replaces the parameter objects)
+    input_dtype: torch.dtype  # of the trainable weights: DeepSpeed casts the model to bf16 and turns autocast off
     guidance: float | None
-    sharded_state: bool  # DeepSpeed / FSDP: resume state is accelerate's own, sharded
+    mode: str  # "ddp" (also one process), "fsdp2" or "deepspeed": how the resume state is saved
     out_dir: Path
     text_length: int  # T5 tokens per prompt in the cache, recorded in the export
-    base_lr: float = 0.0
 
 
 def rank_generator(seed: int, rank: int, step: int) -> torch.Generator:
@@ -167,11 +171,35 @@ def trainable_checksum(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+def launched_mode() -> str:
+    """What ``accelerate launch`` asked for through its environment: "fsdp2", "deepspeed" or "ddp"."""
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        return "deepspeed"
+    return "fsdp2" if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" else "ddp"
+
+
+def accelerator_mode(accelerator: Accelerator) -> str:
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        return "deepspeed"
+    if accelerator.distributed_type == DistributedType.FSDP:
+        check(accelerator.is_fsdp2, "FSDP1 is not supported: set fsdp_version: 2 in the accelerate config.")
+        return "fsdp2"
+    return "ddp"
+
+
 def start(cfg: Stage2Config) -> tuple[Accelerator, Path]:
     """The accelerator and the run folder (with config.json); seeds identical expert initialisation on every rank."""
-    # accelerate only uses the multi-process CPU (gloo) backend when told to run on the CPU.
+    # accelerate only uses the multi-process CPU (gloo) backend when told to run on the CPU; DeepSpeed
+    # (with its CPU accelerator, DS_ACCELERATOR=cpu) needs cpu=False and gloo named explicitly.
     cpu = cfg.device == "cpu" or not torch.cuda.is_available()
-    accelerator = Accelerator(cpu=cpu, mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum)
+    deepspeed_on_cpu = cpu and launched_mode() == "deepspeed"
+    accelerator = Accelerator(cpu=cpu and not deepspeed_on_cpu, mixed_precision=cfg.mixed_precision,
+                              gradient_accumulation_steps=cfg.grad_accum,
+                              kwargs_handlers=[InitProcessGroupKwargs(backend="gloo")] if deepspeed_on_cpu else None)
+    if accelerator_mode(accelerator) != launched_mode():  # accelerate falls back to plain DDP without a word
+        raise ConfigError(f"the launch asked for {launched_mode()} but accelerate set up "
+                          f"{accelerator.distributed_type} (accelerate runs FSDP only on GPUs); use the DDP config "
+                          "on this machine.")
     if not accelerator.is_main_process:
         log.setLevel(logging.WARNING)  # one copy of the progress log, from rank 0
     out_dir = Path(cfg.out_dir)
@@ -234,52 +262,81 @@ def build(cfg: Stage2Config) -> Stage2Run:
     data, val_data, loader = build_data(cfg)
     model, moe_config, targets = build_model(cfg, data.cond_dim)
     context, guidance = model.style_context, cfg.guidance if model.config.guidance_embeds else None
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = build_optimizer(cfg.optimizer, trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = build_optimizer(cfg.optimizer, [p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                                weight_decay=cfg.weight_decay)
     if accelerator.state.deepspeed_plugin is not None:  # DeepSpeed wants the micro batch before prepare
         accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.batch_size
+    sampler = loader.batch_sampler
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    sharded_state = accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
-    return Stage2Run(accelerator, model, optimizer, loader, val_data, context, moe_config, targets, trainable,
-                     guidance, sharded_state, out_dir, data.text_seq.shape[1])
+    # after prepare: FSDP2 swaps every parameter for a sharded one, so a list taken before would
+    # clip gradients that no longer exist
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return Stage2Run(accelerator, model, optimizer, loader, sampler, val_data, context, moe_config, targets,
+                     trainable, trainable[0].dtype, guidance, accelerator_mode(accelerator), out_dir,
+                     data.text_seq.shape[1])
 
 
-def resume(run: Stage2Run, cfg: Stage2Config) -> int:
-    """The step to start at: that of the saved state when resuming, else 0."""
+def resume(run: Stage2Run, cfg: Stage2Config) -> Position:
+    """Where to start: the saved position when resuming (weights, optimizer and RNG restored), else the start."""
     if not cfg.resume:
-        return 0
-    step, out_dir = 0, run.out_dir
-    if run.sharded_state and (out_dir / "accelerate_state").is_dir():
-        run.accelerator.load_state(str(out_dir / "accelerate_state"))
-        step = json.loads((out_dir / "progress.json").read_text())["step"]
-    elif (state := load_state(out_dir)) is not None:
-        run.accelerator.unwrap_model(run.model).load_state_dict(state["experts"], strict=False)
-        run.optimizer.load_state_dict(state["optimizer"])
-        step = state["step"]
-    log.info("resuming at step %d", step)
-    return step
+        return Position(num_processes=run.accelerator.num_processes)
+    position = load_train_state(run.accelerator, run.model, run.optimizer, run.out_dir, run.mode)
+    if position.batch >= len(run.loader):  # saved at the end of an epoch
+        position.epoch, position.batch = position.epoch + 1, 0
+    log.info("resuming at step %d (epoch %d, after its first %d batches)", position.step, position.epoch,
+             position.batch)
+    return position
 
 
-def train_step(run: Stage2Run, cfg: Stage2Config, batch, step: int, micro: int) -> float:
-    """One micro-batch (an optimizer step when gradients sync); returns the loss averaged over ranks."""
+def epoch_loader(loader: DataLoader, sampler: BucketBatchSampler, epoch: int, skip: int = 0) -> DataLoader:
+    """The batches of ``epoch`` past the first ``skip`` (those a resumed run has trained already).
+
+    accelerate's loader re-applies its own epoch counter to the batch sampler each time it is
+    iterated, so that counter is set (a skipping copy inherits it); but it does not reach a
+    batch sampler inside its shard wrapper (with several processes every epoch would repeat
+    the first), so the epoch is also set on ours.
+    """
+    loader.set_epoch(epoch)
+    sampler.set_epoch(epoch)
+    return skip_first_batches(loader, skip) if skip else loader
+
+
+def micro_batch_loss(model, context: StyleContext, batch, cfg: Stage2Config, *, rank: int, micro: int,
+                     dtype: torch.dtype, guidance: float | None) -> torch.Tensor:
+    """The flow-matching loss of one micro-batch, its noise and timesteps keyed by (seed, rank, micro).
+
+    The batch (latents, text) is cast to ``dtype``, the trainable weights' dtype: under DeepSpeed
+    accelerate casts the whole model to bf16 and turns autocast off, so fp32 batches would meet
+    bf16 weights; with fp32 experts (DDP, FSDP2, autocast) the cast changes nothing.
+    """
+    batch = batch.to(batch.target.device, dtype=dtype)
+    g = rank_generator(cfg.seed, rank, micro)
+    x = batch.target
+    noise = torch.randn(x.shape[0], x.shape[-2] * x.shape[-1] // 4, x.shape[1] * 4, generator=g)
+    sigma = sample_sigmas(x.shape[0], g, mean=cfg.sigma_mean, std=cfg.sigma_std, shift=cfg.sigma_shift)
+    context.set(batch.style_latent)
+    return flow_matching_loss(model, batch, noise.to(x.device, x.dtype), sigma.to(x.device, x.dtype),
+                              guidance=guidance)
+
+
+def train_step(run: Stage2Run, cfg: Stage2Config, batch, step: int, micro: int) -> tuple[float, float | None]:
+    """One micro-batch (an optimizer step when gradients sync): (loss averaged over ranks, gradient norm
+    before clipping on a synchronising step, else None)."""
     accelerator, optimizer = run.accelerator, run.optimizer
+    grad_norm = None
     with accelerator.accumulate(run.model):
-        g = rank_generator(cfg.seed, accelerator.process_index, micro)
-        x = batch.target
-        noise = torch.randn(x.shape[0], x.shape[-2] * x.shape[-1] // 4, x.shape[1] * 4, generator=g)
-        sigma = sample_sigmas(x.shape[0], g, mean=cfg.sigma_mean, std=cfg.sigma_std, shift=cfg.sigma_shift)
-        run.context.set(batch.style_latent)
-        loss = flow_matching_loss(run.model, batch, noise.to(x.device, x.dtype), sigma.to(x.device),
-                                  guidance=run.guidance)
+        loss = micro_batch_loss(run.model, run.context, batch, cfg, rank=accelerator.process_index, micro=micro,
+                                dtype=run.input_dtype, guidance=run.guidance)
         accelerator.backward(loss)
         if accelerator.sync_gradients:
-            if cfg.grad_clip > 0:
-                accelerator.clip_grad_norm_(run.trainable, cfg.grad_clip)
+            if cfg.grad_clip > 0:  # DeepSpeed clips itself (its config) and returns the last norm or None
+                norm = accelerator.clip_grad_norm_(run.trainable, cfg.grad_clip)
+                grad_norm = None if norm is None else float(norm)
             for group in optimizer.param_groups:
-                group["lr"] = run.base_lr * lr_factor(step, cfg.warmup_steps, cfg.steps)
+                group["lr"] = cfg.lr * lr_factor(step, cfg.warmup_steps, cfg.steps)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    return float(accelerator.reduce(loss.detach(), reduction="mean"))
+    return float(accelerator.reduce(loss.detach().float(), reduction="mean")), grad_norm
 
 
 @torch.no_grad()
@@ -322,16 +379,11 @@ def validate(run: Stage2Run, cfg: Stage2Config) -> dict[str, float]:
     return result
 
 
-def save(run: Stage2Run, cfg: Stage2Config, step: int, final: bool) -> None:
-    """Resume state (ours, or accelerate's when sharded), progress.json and the exported native file."""
-    accelerator = run.accelerator
-    full = accelerator.get_state_dict(run.model)  # gathers shards under DeepSpeed/FSDP
-    if run.sharded_state:
-        accelerator.save_state(str(run.out_dir / "accelerate_state"))
+def save(run: Stage2Run, cfg: Stage2Config, position: Position, final: bool) -> None:
+    """Resume state (trainable tensors only, see ``state.py``), progress.json and the exported native file."""
+    accelerator, step = run.accelerator, position.step
+    experts = save_train_state(accelerator, run.model, run.optimizer, run.out_dir, position, run.mode)
     if accelerator.is_main_process:
-        experts = {k: v for k, v in full.items() if ".moe." in k}
-        if not run.sharded_state:
-            save_state(run.out_dir, {"step": step, "experts": experts, "optimizer": run.optimizer.state_dict()})
         (run.out_dir / "progress.json").write_text(json.dumps({"step": step, "final": final}))
         export_experts(run.out_dir / EXPORT_NAME, run.moe_config, experts_from_state_dict(experts),
                        projector_file=cfg.projector or None, base_model=cfg.base_model,
@@ -354,32 +406,29 @@ def finish(run: Stage2Run, cfg: Stage2Config, metrics_log: MetricsLog) -> dict:
 
 def main(cfg: Stage2Config) -> dict:
     run = build(cfg)
-    step = resume(run, cfg)
-    # the schedule's base rate is read after resume (a resumed optimizer carries its last scheduled rate)
-    run.base_lr = run.optimizer.param_groups[0]["lr"]
-    accelerator, loader = run.accelerator, run.loader
+    position = resume(run, cfg)
+    accelerator, step, micro = run.accelerator, position.step, position.micro
     metrics_log = MetricsLog(run.out_dir / "metrics.jsonl", enabled=accelerator.is_main_process, fresh=not cfg.resume)
     if run.val_data is not None and step == 0:  # the untrained experts add nothing: the base model's loss
         metrics_log.write(step=0, split="val", **validate(run, cfg))
     vae = load_vae(cfg.sample_vae).to(accelerator.device) if cfg.sample_every and cfg.sample_vae else None
     bar = tqdm(total=cfg.steps, initial=step, desc="stage 2", disable=not accelerator.is_local_main_process)
-    # a resumed run draws fresh noise and starts the epoch that step falls in
-    micro = step * cfg.grad_accum
-    epoch, recent = micro // max(1, len(loader)), []
+    # a resumed run continues its epoch after the batches it has trained (noise is keyed by micro)
+    epoch, seen, recent = position.epoch, position.batch, []
     while step < cfg.steps:
-        if hasattr(loader, "set_epoch"):
-            loader.set_epoch(epoch)
-        for batch in loader:
-            recent.append(train_step(run, cfg, batch, step, micro))
-            micro += 1
+        for batch in epoch_loader(run.loader, run.sampler, epoch, skip=seen):
+            loss, grad_norm = train_step(run, cfg, batch, step, micro)
+            recent.append(loss)
+            micro, seen = micro + 1, seen + 1
             if not accelerator.sync_gradients:
                 continue
             step += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{recent[-1]:.4f}")
+            bar.set_postfix(loss=f"{loss:.4f}")
             if step % cfg.log_every == 0 or step == cfg.steps:
                 log.info("step %d/%d loss %.4f", step, cfg.steps, float(np.mean(recent)))
-                metrics_log.write(step=step, split="train", loss=float(np.mean(recent)))
+                metrics_log.write(step=step, split="train", loss=float(np.mean(recent)),
+                                  **({"grad_norm": grad_norm} if grad_norm is not None else {}))
                 recent = []
             if run.val_data is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
                 result = validate(run, cfg)
@@ -391,9 +440,10 @@ def main(cfg: Stage2Config) -> dict:
                                   count=cfg.sample_count, steps=cfg.sample_steps, guidance=run.guidance, seed=cfg.seed,
                                   vae=vae, write=accelerator.is_main_process)
             if step % cfg.save_every == 0 or step == cfg.steps:
-                save(run, cfg, step, final=step == cfg.steps)
+                save(run, cfg, Position(step, epoch, seen, micro, accelerator.num_processes),
+                     final=step == cfg.steps)
             if step >= cfg.steps:
                 break
-        epoch += 1
+        epoch, seen = epoch + 1, 0
     bar.close()
     return finish(run, cfg, metrics_log)
