@@ -47,15 +47,22 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def _add_executor(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", choices=("local", "ray"), default="local",
-                   help='where batches run: this process, or Ray Data (needs pip install "ray[data]")')
+                   help='where batches run: this process, or a pool of Ray Data actors (needs pip install "ray[data]")')
     p.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
-    p.add_argument("--batch-size", type=int, default=8, help="items per model call batch (default 8)")
+    p.add_argument("--batch-size", type=int, default=8, help="requests per model call (default 8)")
+    p.add_argument("--concurrency", type=int, default=1,
+                   help="Ray actors, each loading its own copy of the model once (default 1)")
+    p.add_argument("--num-gpus", type=float, default=None, help="GPUs each Ray actor reserves (e.g. 1)")
+    p.add_argument("--num-cpus", type=float, default=None, help="CPUs each Ray actor reserves (Ray's default: 1)")
 
 
 def _add_vlm(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-path", type=Path, required=True,
                    help="local folder of a transformers vision-language model (config.json + weights)")
-    p.add_argument("--device", default="cpu", help="torch device for the model (default cpu)")
+    p.add_argument("--backend", choices=("transformers", "vllm"), default="transformers",
+                   help="transformers (batched generate) or vLLM's offline engine (pip install vllm; CUDA)")
+    p.add_argument("--device", default="cpu", help="torch device for the transformers backend (default cpu)")
+    p.add_argument("--tensor-parallel-size", type=int, default=1, help="GPUs per model for the vllm backend")
     p.add_argument("--max-new-tokens", type=int, default=128)
 
 
@@ -259,15 +266,19 @@ def _executor(args: argparse.Namespace):
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}.")
     if args.executor == "ray":
-        return make_executor("ray", address=args.ray_address)
+        return make_executor("ray", address=args.ray_address, concurrency=args.concurrency,
+                             num_gpus=args.num_gpus, num_cpus=args.num_cpus)
     return make_executor("local", description=args.command)
 
 
-def _vlm(args: argparse.Namespace):
-    from .vlm_transformers import TransformersVLM, TransformersVLMConfig
+def _vlm_loader(args: argparse.Namespace):
+    """A recipe each worker calls once; the folder is checked here so a bad path fails before any work."""
+    from ..data.local_weights import check_local_weights
+    from .vlm_backends import VLMLoader
 
-    config = TransformersVLMConfig(args.model_path, device=args.device, max_new_tokens=args.max_new_tokens)
-    return TransformersVLM(config)
+    check_local_weights(args.model_path, "vision-language model")
+    return VLMLoader(args.backend, args.model_path, device=args.device, max_new_tokens=args.max_new_tokens,
+                     tensor_parallel_size=args.tensor_parallel_size)
 
 
 def run_caption(args: argparse.Namespace) -> dict[str, Any]:
@@ -277,7 +288,7 @@ def run_caption(args: argparse.Namespace) -> dict[str, Any]:
     manifest = read_manifest(args.manifest)
     manifest.path_column(args.image_field)  # fail on a missing field before loading the model
     executor = _executor(args)
-    summary = caption_manifest(manifest, _vlm(args), args.kind, args.out, executor,
+    summary = caption_manifest(manifest, _vlm_loader(args), args.kind, args.out, executor,
                                batch_size=args.batch_size, image_field=args.image_field)
     return {**summary.to_dict(), "out": str(args.out)}
 
@@ -293,7 +304,7 @@ def run_filter(args: argparse.Namespace) -> dict[str, Any]:
     for field in QUALITY_IMAGE_FIELDS:
         manifest.column(field)
     executor = _executor(args)
-    summary = filter_manifest(manifest, _vlm(args), thresholds, args.report, args.out, executor,
+    summary = filter_manifest(manifest, _vlm_loader(args), thresholds, args.report, args.out, executor,
                               batch_size=args.batch_size, skip_unparseable=args.skip_unparseable)
     return {**summary.to_dict(), "out": str(args.out)}
 
