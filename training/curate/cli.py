@@ -19,7 +19,7 @@ DESCRIPTION = """Data curation for StyleExpert / MegaStyle training sets.
 
 steps (run `python -m training.curate <step> --help` for each):
   select-references  pick, for each stylised image, a same-style reference with different content
-  dedup              drop near-duplicates (cosine >= threshold) inside k-means clusters
+  dedup              drop exact (SHA-256), near (pHash) and semantic (SemDeDup) duplicates
   balance            sample a concept-balanced subset with hierarchical k-means
   pair-prompts       pair style prompts with content prompts into sharded generation jobs
   caption            style-only or content-only captions from a local vision-language model
@@ -83,16 +83,27 @@ def _add_select_references(sub, fmt) -> None:
 
 
 def _add_dedup(sub, fmt) -> None:
-    p = sub.add_parser("dedup", formatter_class=fmt, help="semantic dedup inside k-means clusters",
-                       description="Cluster L2-normalised embeddings with k-means, then inside each cluster visit "
-                       "records in manifest order and drop any whose cosine similarity to an already kept record "
-                       "is >= --threshold. Put preferred records first (e.g. sort by quality). Writes the kept "
-                       "manifest and a report line per dropped record (duplicate_of, similarity, cluster).")
+    p = sub.add_parser("dedup", formatter_class=fmt, help="exact, perceptual-hash and semantic dedup",
+                       description="Three steps, as MegaStyle ran them. 1) exact: byte-identical image files "
+                       "(SHA-256), the first in manifest order is kept. 2) near: images within --phash-distance "
+                       "bits of 64-bit pHash, the largest image is kept. 3) SemDeDup: L2-normalised embeddings are "
+                       "clustered with k-means; inside a cluster records are ranked by distance to the centroid "
+                       "(--keep hard: farthest first, the paper's default; easy: closest first) and a record is "
+                       "dropped when its cosine similarity to any record ranked before it is >= --threshold. "
+                       "Writes the kept manifest and a report line per dropped record (step, duplicate_of, ...).")
     p.add_argument("--manifest", type=Path, required=True)
     p.add_argument("--embeddings", type=Path, required=True)
     p.add_argument("--threshold", type=float, default=0.95,
                    help="cosine similarity counted as duplicate (default 0.95)")
     p.add_argument("--clusters", type=int, default=16, help="k-means clusters (default 16; ~N/1000 at scale)")
+    p.add_argument("--keep", choices=("hard", "easy"), default="hard",
+                   help="which member of a semantic duplicate group survives: farthest from (hard, default) or "
+                   "closest to (easy) the cluster centroid")
+    p.add_argument("--image-field", default="image", help="field with the image path for the hash steps")
+    p.add_argument("--phash-distance", type=int, default=4,
+                   help="pHash bits (0-16) within which two images are near-duplicates (default 4)")
+    p.add_argument("--no-image-hash", action="store_true",
+                   help="skip the exact and pHash steps (semantic dedup only; no image files needed)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="kept records (JSONL manifest)")
     p.add_argument("--report", type=Path, required=True, help="dropped records (JSONL)")
@@ -211,16 +222,29 @@ def run_select_references(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_dedup(args: argparse.Namespace) -> dict[str, Any]:
     from .dedup import DedupConfig, semantic_dedup
+    from .hash_dedup import check_phash_distance, hash_dedup, hash_images
     from ..data.embeddings import load_aligned
     from ..data.files import write_jsonl
     from ..data.manifest import read_manifest, write_manifest
 
-    config = DedupConfig(similarity_threshold=args.threshold, n_clusters=args.clusters, seed=args.seed)
+    config = DedupConfig(similarity_threshold=args.threshold, n_clusters=args.clusters, keep=args.keep,
+                         seed=args.seed)
+    check_phash_distance(args.phash_distance)
     manifest = read_manifest(args.manifest)
-    result = semantic_dedup(manifest.ids, load_aligned(manifest, args.embeddings), config)
+    embeddings = load_aligned(manifest, args.embeddings)
+    hash_drops = []
+    if not args.no_image_hash:
+        hashes = hash_images(manifest.path_column(args.image_field))
+        hash_drops = hash_dedup(manifest.ids, hashes, args.phash_distance)
+    gone = {d.id for d in hash_drops}
+    rest = [i for i, item_id in enumerate(manifest.ids) if item_id not in gone]
+    result = semantic_dedup([manifest.ids[i] for i in rest], embeddings[rest], config)
     write_manifest(args.out, manifest.subset(result.kept_ids).records, manifest)
-    write_jsonl(args.report, (d.__dict__ for d in result.dropped))
-    return {"records": len(manifest), "kept": len(result.kept_ids), "dropped": len(result.dropped),
+    write_jsonl(args.report, [*(d.__dict__ for d in hash_drops),
+                              *({"step": "semantic", **d.__dict__} for d in result.dropped)])
+    steps = [d.step for d in hash_drops]
+    return {"records": len(manifest), "kept": len(result.kept_ids), "dropped": len(gone) + len(result.dropped),
+            "exact": steps.count("exact"), "near": steps.count("near"), "semantic": len(result.dropped),
             "out": str(args.out)}
 
 
