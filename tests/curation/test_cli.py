@@ -118,13 +118,13 @@ def test_select_references_and_balance_cli(tmp_path, capsys):
         assert row["reference_image"] == "data/" + ref["image"]
 
     assert curate_main(["balance", "--manifest", str(manifest), "--embeddings", str(tmp_path / "style.npy"),
-                        "--levels", "8,2", "--target", "10", "--label-field", "style",
+                        "--levels", "8,2", "--resample-steps", "3", "--target", "10", "--label-field", "style",
                         "--out", str(tmp_path / "bal.jsonl"), "--report", str(tmp_path / "bal.json")]) == 0
     summary = _summary(capsys)
     assert summary["kept"] == 10 and len(read_jsonl(tmp_path / "bal.jsonl")) == 10
     report = json.loads((tmp_path / "bal.json").read_text())
     assert report["before"]["count"] == 24 and report["after"]["count"] == 10
-    assert report["label_source"] == "field 'style'"
+    assert report["label_source"] == "field 'style'" and report["resample_steps"] == 3
 
 
 def test_curate_cli_user_errors(tmp_path, capsys):

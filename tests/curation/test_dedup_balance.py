@@ -147,3 +147,30 @@ def test_balance_bad_configs():
         balanced_sample(tree, 11)
     with pytest.raises(ConfigError, match="strategy"):
         balanced_sample(tree, 3, strategy="best")
+
+
+def _concept_of_each_cluster(tree, labels):
+    """The majority ground-truth concept of every non-empty level-1 cluster."""
+    clusters = tree.parents[0]
+    return [int(np.bincount(labels[clusters == c]).argmax()) for c in np.unique(clusters)]
+
+
+def test_resampling_spreads_the_centroids_evenly_over_concepts():
+    """Vo et al.'s point: plain k-means spends centroids in proportion to density, so a dominant
+    concept owns many clusters; resampled k-means gives every concept about the same number."""
+    sizes = [int(1200 / (i + 1) ** 1.5) + 5 for i in range(12)]  # 1205, 429, ... 31: heavily skewed
+    x, labels = _blobs(sizes, spread=0.1, seed=2)
+    plain = hierarchical_kmeans(x, HierarchyConfig(level_sizes=(24, 4), resample_steps=0, seed=0))
+    resampled = hierarchical_kmeans(x, HierarchyConfig(level_sizes=(24, 4), resample_steps=5, seed=0))
+    before = label_stats(_concept_of_each_cluster(plain, labels))
+    after = label_stats(_concept_of_each_cluster(resampled, labels))
+    assert after.entropy > before.entropy + 0.05  # clusters per concept: flatter
+    assert after.largest_share < before.largest_share  # the dominant concept owns fewer centroids
+    assert after.distinct == 12  # every concept still has a cluster of its own
+    assert after.entropy > 0.9 * math.log(12)  # close to two clusters per concept
+    dominant = [_concept_of_each_cluster(t, labels).count(0) for t in (plain, resampled)]
+    assert dominant[1] * 2 <= dominant[0]  # the 1205-point concept: 8 clusters -> 2
+    selected = balanced_sample(resampled, 240, seed=0)
+    assert label_stats(labels[selected].tolist()).entropy > label_stats(labels.tolist()).entropy + 0.5
+    with pytest.raises(ConfigError, match="one positive size per level"):
+        HierarchyConfig(level_sizes=(24, 4), sample_sizes=(5,))

@@ -113,13 +113,18 @@ def _add_dedup(sub, fmt) -> None:
 def _add_balance(sub, fmt) -> None:
     p = sub.add_parser("balance", formatter_class=fmt, help="hierarchical k-means balanced sampling",
                        description="Build a k-means hierarchy (level 1 clusters the records, level l clusters the "
-                       "level l-1 centroids), then split --target top-down with water-filling quotas "
+                       "level l-1 centroids; each level is resampled k-means: refit on the points closest to every "
+                       "centroid, so centroids spread evenly over concepts), then split --target top-down with water-filling quotas "
                        "q_i = min(size_i, t), so rare concepts are kept whole and big ones are capped. Reports label "
                        "entropy (nats) and the largest label share before and after.")
     p.add_argument("--manifest", type=Path, required=True)
     p.add_argument("--embeddings", type=Path, required=True)
     p.add_argument("--levels", type=_csv_ints, default=(80, 10),
                    help="clusters per level, bottom first (default 80,10)")
+    p.add_argument("--resample-steps", type=int, default=10,
+                   help="resampled k-means refits per level (Vo et al.; default 10, 0 = plain k-means)")
+    p.add_argument("--sample-sizes", type=_csv_ints, default=None,
+                   help="points taken per cluster in each refit, one per level (default: half the mean cluster size)")
     p.add_argument("--target", type=int, required=True, help="number of records to keep")
     p.add_argument("--label-field", help="field used for the before/after statistics (default: level-1 clusters)")
     p.add_argument("--strategy", choices=("random", "closest"), default="random",
@@ -254,7 +259,8 @@ def run_balance(args: argparse.Namespace) -> dict[str, Any]:
     from ..data.files import write_json
     from ..data.manifest import read_manifest, write_manifest
 
-    config = HierarchyConfig(level_sizes=args.levels, seed=args.seed)
+    config = HierarchyConfig(level_sizes=args.levels, seed=args.seed, resample_steps=args.resample_steps,
+                             sample_sizes=args.sample_sizes)
     manifest = read_manifest(args.manifest)
     labels = manifest.labels(args.label_field) if args.label_field else None
     tree = hierarchical_kmeans(load_aligned(manifest, args.embeddings), config)
@@ -265,7 +271,8 @@ def run_balance(args: argparse.Namespace) -> dict[str, Any]:
         source = f"field {args.label_field!r}"
     report = balance_report(labels, selected, source)
     write_manifest(args.out, [manifest.records[i] for i in selected], manifest)
-    write_json(args.report, {"levels": list(config.level_sizes), "target": args.target, **report.to_dict()})
+    write_json(args.report, {"levels": list(config.level_sizes), "resample_steps": config.resample_steps,
+                             "target": args.target, **report.to_dict()})
     return {"records": len(manifest), "kept": int(selected.size),
             "entropy_before": round(report.before.entropy, 4), "entropy_after": round(report.after.entropy, 4),
             "largest_share_before": round(report.before.largest_share, 4),

@@ -29,12 +29,12 @@ def kmeans(x: np.ndarray, n_clusters: int, *, seed: int = 0, max_iter: int = 50,
         raise ConfigError(f"k-means needs 1 <= clusters <= points; got {n_clusters} clusters for {n} points.")
     rng = np.random.default_rng(seed)
     centroids = _kmeans_plus_plus(x, n_clusters, rng)
-    labels, dist = _assign(x, centroids)
+    labels, dist = assign(x, centroids)
     for _ in range(max_iter):
         new_centroids = _update(x, labels, dist, centroids)
         shift = float(np.max(np.sum((new_centroids - centroids) ** 2, axis=1)))
         centroids = new_centroids
-        labels, dist = _assign(x, centroids)
+        labels, dist = assign(x, centroids)
         if shift <= tol:
             break
     return KMeansResult(centroids, labels, float(dist.sum()))
@@ -53,7 +53,8 @@ def _kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.nda
     return x[chosen].copy()
 
 
-def _assign(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def assign(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest centroid of every point and its squared distance."""
     labels = np.empty(x.shape[0], dtype=np.int64)
     dist = np.empty(x.shape[0], dtype=np.float64)
     c_sq = np.sum(centroids**2, axis=1)
