@@ -70,3 +70,14 @@ def tiny_vlm_dir(tmp_path_factory) -> Path:
     LlavaForConditionalGeneration(config).save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_faiss_thread():
+    """faiss' OpenMP threads spin-wait; on a small shared CI box that makes the many tiny k-means
+    runs of these tests ~10x slower. Real runs keep faiss' default (all cores)."""
+    try:
+        import faiss
+    except ImportError:
+        return
+    faiss.omp_set_num_threads(1)
