@@ -105,3 +105,30 @@ def test_dreamsim_loader_refuses_to_download_and_says_how_to_install(tmp_path, m
         load_dreamsim(tmp_path)
     with pytest.raises(MissingWeightsError, match="DINO model weights not found"):
         load_dino(tmp_path / "nope")
+
+
+def test_vlm_scores_from_the_curate_filter_report_join_the_suite(tmp_path, capsys, tiny_siglip_dir):
+    from training.curate.executor import LocalExecutor
+    from training.curate.vlm import QualityThresholds
+    from training.curate.vlm_steps import filter_manifest
+    from training.data.manifest import read_manifest
+    from tests.curation.test_vlm import FakeVLM
+
+    manifest = _triples(tmp_path)
+    vlm = FakeVLM({"o0.png": '{"stylisation": 9, "layout": 2, "identity": 3}',
+                   "o1.png": '{"stylisation": 1, "layout": 10, "identity": 10}',
+                   "o2.png": "stylisation: 5\nlayout: 5\nidentity: 4/5"})
+    report = tmp_path / "vlm.jsonl"
+    filter_manifest(read_manifest(manifest), lambda: vlm, QualityThresholds(), report, tmp_path / "kept.jsonl",
+                    LocalExecutor(), batch_size=3)
+    args = ["suite", "--triples", str(manifest), "--style-encoder", "siglip", "--style-model", str(tiny_siglip_dir),
+            "--content-encoder", "siglip", "--content-model", str(tiny_siglip_dir), "--vlm-scores", str(report),
+            "--out-dir", str(tmp_path / "report")]
+    assert evaluate_main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["vlm_stylisation"] == pytest.approx(5.0) and summary["vlm_identity"] == pytest.approx(7.0)
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "vlm_layout" in html and "VLM judge (curate filter)" in html
+    write_jsonl(report, [{"id": "t0", "scores": {"stylisation": 1, "layout": 1, "identity": 1}}])
+    assert evaluate_main(args) == 2
+    assert "no VLM scores for 2 triple(s)" in capsys.readouterr().err

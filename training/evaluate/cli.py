@@ -24,7 +24,7 @@ encoders (--encoder / --style-encoder / --content-encoder), all from LOCAL folde
   styleexpert  SigLIP so400m folder + --weights StyleExpert checkpoint holding the style projector
   csd          CLIP ViT-L/14 vision folder (transformers format) + --weights CSD style-head file
 
-suite extras (StyleExpert paper metrics): --dino-model, --clip-model, --dreamsim-dir
+suite extras (StyleExpert paper metrics): --dino-model, --clip-model, --dreamsim-dir, --vlm-scores
 """
 
 
@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dreamsim-dir", type=Path,
                    help="folder with the unzipped DreamSim release (needs pip install dreamsim): adds dreamsim, "
                    "output vs content distance")
+    p.add_argument("--vlm-scores", type=Path, help="report of `python -m training.curate filter` on the same "
+                   "triples: adds vlm_stylisation, vlm_layout, vlm_identity (0-10)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--out-dir", type=Path, required=True)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -129,17 +131,19 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
     from .loaders import build_encoder, load_aesthetic_predictor
     from .paper_metrics import PaperMetrics, load_clip, load_dino, load_dreamsim
     from .suite import discover_triples, score_triples, write_suite_outputs
+    from .vlm_scores import read_vlm_scores
 
     if (args.aesthetic_clip is None) != (args.aesthetic_weights is None):
         raise ConfigError("the aesthetic score needs both --aesthetic-clip and --aesthetic-weights.")
     triples = discover_triples(args.triples)
+    vlm_scores = read_vlm_scores(args.vlm_scores, [t.id for t in triples]) if args.vlm_scores else None
     style_encoder = build_encoder(args.style_encoder, args.style_model, args.style_weights)
     content_encoder = build_encoder(args.content_encoder, args.content_model, args.content_weights)
     aesthetic = load_aesthetic_predictor(args.aesthetic_clip, args.aesthetic_weights) if args.aesthetic_clip else None
     paper = PaperMetrics(load_dino(args.dino_model) if args.dino_model else None,
                          load_clip(args.clip_model) if args.clip_model else None,
                          load_dreamsim(args.dreamsim_dir) if args.dreamsim_dir else None)
-    scores = score_triples(triples, style_encoder, content_encoder, aesthetic, args.batch_size, paper)
+    scores = score_triples(triples, style_encoder, content_encoder, aesthetic, args.batch_size, paper, vlm_scores)
     outputs = write_suite_outputs(triples, scores, args.out_dir)
     means = {name: round(sum(s.row()[name] for s in scores) / len(scores), 4)
              for name in ("style_similarity", "content_fidelity", *scores[0].paper)}

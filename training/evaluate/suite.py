@@ -42,6 +42,9 @@ METRIC_DESCRIPTIONS = {
     "clip_image": "CLIP image cosine, output vs style image",
     "clip_text": "CLIP cosine, output vs its prompt (CLIPScore = 100 x max(cos, 0))",
     "dreamsim": "DreamSim distance, output vs content image (lower = perceptually closer)",
+    "vlm_stylisation": "VLM judge (curate filter), 0-10: how fully the output takes on the style",
+    "vlm_layout": "VLM judge (curate filter), 0-10: composition of the content image kept",
+    "vlm_identity": "VLM judge (curate filter), 0-10: identity of the subjects kept",
 }
 
 
@@ -112,7 +115,9 @@ class TripleScores:
 
 def score_triples(triples: Sequence[Triple], style_encoder: ImageEncoder, content_encoder: ImageEncoder,
                   aesthetic: AestheticPredictor | None = None, batch_size: int = 16,
-                  paper: PaperMetrics | None = None) -> list[TripleScores]:
+                  paper: PaperMetrics | None = None,
+                  vlm_scores: Sequence[dict[str, float]] | None = None) -> list[TripleScores]:
+    """``vlm_scores``: one dict per triple from ``vlm_scores.read_vlm_scores``, merged into ``paper``."""
     if not triples:
         raise InputError("no triples to evaluate.")
     outputs = [t.output_image for t in triples]
@@ -128,6 +133,8 @@ def score_triples(triples: Sequence[Triple], style_encoder: ImageEncoder, conten
     fidelity = content_fidelity(content_table[:n], content_table[n:])
     scores = encode_paths(aesthetic.score, outputs, batch_size, "aesthetic") if aesthetic else None
     extra = paper_scores(triples, paper, batch_size) if paper else [{} for _ in triples]
+    if vlm_scores is not None:
+        extra = [{**e, **v} for e, v in zip(extra, vlm_scores, strict=True)]
     return [TripleScores(t.id, float(style_sim[i]), float(baseline[i]), float(fidelity[i]),
                          float(scores[i]) if scores is not None else None, extra[i]) for i, t in enumerate(triples)]
 
