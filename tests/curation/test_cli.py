@@ -68,21 +68,40 @@ def _dataset(tmp_path, n_styles=4, per_style=6, dim=8):
 
 
 def test_dedup_cli_end_to_end(tmp_path, capsys):
+    from PIL import Image
+
     manifest, vectors, rows = _dataset(tmp_path)
-    vectors = np.concatenate([vectors, vectors[[2, 7]]])
+    folder = manifest.parent
+    for k, row in enumerate(rows):
+        save_image(folder / row["image"], seed=k)
+    (folder / "img/exact.png").write_bytes((folder / "img/s3_0.png").read_bytes())  # a byte copy
+    Image.open(folder / "img/s3_1.png").save(folder / "img/near.jpg", quality=90)  # a re-encode
+    for k, name in enumerate(("x", "y")):
+        save_image(folder / f"img/{name}.png", seed=100 + k)
+    rng = np.random.default_rng(7)
+    vectors = np.concatenate([vectors, vectors[[2, 7]], rng.normal(size=(2, vectors.shape[1]))])
     rows += [{"id": "copy_a", "image": "img/x.png", "style": "style0", "content": "c9"},
-             {"id": "copy_b", "image": "img/y.png", "style": "style1", "content": "c9"}]
+             {"id": "copy_b", "image": "img/y.png", "style": "style1", "content": "c9"},
+             {"id": "exact_c", "image": "img/exact.png", "style": "style3", "content": "c9"},
+             {"id": "near_d", "image": "img/near.jpg", "style": "style3", "content": "c9"}]
     write_jsonl(manifest, rows)
     save_embeddings(tmp_path / "emb.safetensors", vectors[::-1], ids=[r["id"] for r in rows][::-1])
-    code = curate_main(["dedup", "--manifest", str(manifest), "--embeddings", str(tmp_path / "emb.safetensors"),
-                        "--threshold", "0.999", "--clusters", "3", "--out", str(tmp_path / "kept.jsonl"),
-                        "--report", str(tmp_path / "dropped.jsonl")])
-    assert code == 0
-    assert _summary(capsys) == {"records": 26, "kept": 24, "dropped": 2, "out": str(tmp_path / "kept.jsonl")}
+    args = ["dedup", "--manifest", str(manifest), "--embeddings", str(tmp_path / "emb.safetensors"),
+            "--threshold", "0.999", "--clusters", "3", "--out", str(tmp_path / "kept.jsonl"),
+            "--report", str(tmp_path / "dropped.jsonl")]
+    assert curate_main(args) == 0
+    assert _summary(capsys) == {"records": 28, "kept": 24, "dropped": 4, "exact": 1, "near": 1, "semantic": 2,
+                                "out": str(tmp_path / "kept.jsonl")}
     dropped = read_jsonl(tmp_path / "dropped.jsonl")
-    assert [(d["id"], d["duplicate_of"]) for d in dropped] == [("copy_a", "s0_2"), ("copy_b", "s1_1")]
+    assert [(d["step"], d["id"], d["duplicate_of"]) for d in dropped] == [
+        ("exact", "exact_c", "s3_0"), ("near", "near_d", "s3_1"), ("semantic", "copy_a", "s0_2"),
+        ("semantic", "copy_b", "s1_1")]
     kept = read_jsonl(tmp_path / "kept.jsonl")
     assert kept[0]["image"] == "data/img/s0_0.png"  # rebased next to the output file
+    assert curate_main([*args, "--no-image-hash"]) == 0  # semantic only: the hash-found copies stay
+    assert _summary(capsys)["kept"] == 26
+    assert curate_main([*args, "--phash-distance", "40"]) == 2
+    assert "0..16 bits" in _error_line(capsys)
 
 
 def test_select_references_and_balance_cli(tmp_path, capsys):
@@ -99,13 +118,13 @@ def test_select_references_and_balance_cli(tmp_path, capsys):
         assert row["reference_image"] == "data/" + ref["image"]
 
     assert curate_main(["balance", "--manifest", str(manifest), "--embeddings", str(tmp_path / "style.npy"),
-                        "--levels", "8,2", "--target", "10", "--label-field", "style",
+                        "--levels", "8,2", "--resample-steps", "3", "--target", "10", "--label-field", "style",
                         "--out", str(tmp_path / "bal.jsonl"), "--report", str(tmp_path / "bal.json")]) == 0
     summary = _summary(capsys)
     assert summary["kept"] == 10 and len(read_jsonl(tmp_path / "bal.jsonl")) == 10
     report = json.loads((tmp_path / "bal.json").read_text())
     assert report["before"]["count"] == 24 and report["after"]["count"] == 10
-    assert report["label_source"] == "field 'style'"
+    assert report["label_source"] == "field 'style'" and report["resample_steps"] == 3
 
 
 def test_curate_cli_user_errors(tmp_path, capsys):

@@ -4,6 +4,7 @@ import pytest
 
 from tests.curation.helpers import read_jsonl
 from training.data.errors import ConfigError, ResumeConflictError
+from training.curate.executor import Ready
 from training.curate.pairing import (PairingConfig, PromptItem, inputs_fingerprint, pair_prompts, run_generation,
                                      write_job_shards)
 
@@ -61,7 +62,7 @@ def test_generation_run_resumes_after_a_crash(tmp_path):
         return [{"job_id": j["job_id"], "image": f"{j['job_id']}.png"} for j in batch]
 
     with pytest.raises(RuntimeError, match="GPU fell over"):
-        run_generation(tmp_path, crashing_worker, batch_size=1)
+        run_generation(tmp_path, Ready(crashing_worker), batch_size=1)
     assert len(calls) == 5
     done_first = list(calls)
 
@@ -69,12 +70,12 @@ def test_generation_run_resumes_after_a_crash(tmp_path):
         calls.extend(j["job_id"] for j in batch)
         return [{"job_id": j["job_id"], "image": f"{j['job_id']}.png"} for j in batch]
 
-    report = run_generation(tmp_path, worker, batch_size=2)
+    report = run_generation(tmp_path, Ready(worker), batch_size=2)
     # Shard 0 (4 jobs) had finished, shard 1 had 1 of 4 jobs done.
     assert (report.shards_finished_before, report.jobs_already_done, report.jobs_ran) == (1, 5, 7)
     assert sorted(calls) == sorted(j.job_id for j in jobs)  # every job ran exactly once overall
     assert set(calls[5:]).isdisjoint(done_first)
-    again = run_generation(tmp_path, worker, batch_size=2)
+    again = run_generation(tmp_path, Ready(worker), batch_size=2)
     assert (again.shards_finished_before, again.jobs_already_done, again.jobs_ran) == (3, 12, 0)
     results = [r for p in sorted((tmp_path / "results").glob("*.jsonl")) for r in read_jsonl(p)]
     assert sorted(r["job_id"] for r in results) == sorted(j.job_id for j in jobs)
@@ -88,7 +89,7 @@ def test_truncated_result_line_is_redone(tmp_path):
     results.parent.mkdir()
     results.write_text(json.dumps({"job_id": jobs[0].job_id}) + "\n" + '{"job_id": "' + jobs[1].job_id[:5])
     ran: list[str] = []
-    run_generation(tmp_path, lambda b: [ran.append(j["job_id"]) or {"job_id": j["job_id"]} for j in b])
+    run_generation(tmp_path, Ready(lambda b: [ran.append(j["job_id"]) or {"job_id": j["job_id"]} for j in b]))
     assert ran == [jobs[1].job_id, jobs[2].job_id]
     assert [r["job_id"] for r in read_jsonl(results)] == [j.job_id for j in jobs]
 
@@ -99,4 +100,4 @@ def test_pairing_config_errors():
     with pytest.raises(ConfigError, match="only 10 content prompts"):
         pair_prompts(STYLES, CONTENTS, PairingConfig(contents_per_style=11))
     with pytest.raises(ResumeConflictError, match="pair-prompts"):
-        run_generation("/nonexistent/plan/dir", lambda b: b)
+        run_generation("/nonexistent/plan/dir", Ready(lambda b: b))

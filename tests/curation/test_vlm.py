@@ -1,13 +1,18 @@
+import sys
+
 import pytest
 
 from tests.curation.helpers import read_jsonl, save_image, write_jsonl
-from training.data.errors import LabelError, MissingWeightsError, VLMOutputError
+from training.data.errors import ConfigError, LabelError, MissingWeightsError, VLMOutputError
 from training.curate.executor import LocalExecutor
 from training.data.manifest import read_manifest
 from training.curate.vlm import (CONTENT_CAPTION_PROMPT, QUALITY_PROMPT, STYLE_CAPTION_PROMPT, QualityThresholds,
                                  clean_caption, judge, parse_scores)
 from training.curate.vlm_steps import caption_manifest, filter_manifest
+from training.curate.vlm import VLMRequest
+from training.curate.vlm_backends import VLMLoader
 from training.curate.vlm_transformers import TransformersVLM, TransformersVLMConfig
+from training.curate.vlm_vllm import VLLMConfig, VLLMVLM, load_vllm
 
 
 class FakeVLM:
@@ -77,11 +82,11 @@ def test_filter_keeps_passing_triples_and_resumes(tmp_path):
                    "o3.png": '```json\n{"stylization": 7, "layout": 7, "identity": 7}\n```'})
     report, out = tmp_path / "scores.jsonl", tmp_path / "kept" / "kept.jsonl"
     with pytest.raises(VLMOutputError, match="item 't2'"):
-        filter_manifest(manifest, vlm, QualityThresholds(), report, out, LocalExecutor(), batch_size=1)
+        filter_manifest(manifest, lambda: vlm, QualityThresholds(), report, out, LocalExecutor(), batch_size=1)
     assert [r["id"] for r in read_jsonl(report)] == ["t0", "t1"]  # finished before the bad answer
 
     asked_before = len(vlm.requests)
-    summary = filter_manifest(manifest, vlm, QualityThresholds(), report, out, LocalExecutor(), batch_size=2,
+    summary = filter_manifest(manifest, lambda: vlm, QualityThresholds(), report, out, LocalExecutor(), batch_size=2,
                               skip_unparseable=True)
     assert len(vlm.requests) - asked_before == 2  # only t2 and t3 were asked again
     assert (summary.already_done, summary.ran, summary.kept) == (2, 2, 2)
@@ -99,14 +104,15 @@ def test_captioning_with_fake_model(tmp_path):
     rows = [{"id": f"i{k}", "image": f"img/{k}.png"} for k in range(3)]
     manifest = read_manifest(write_jsonl(tmp_path / "m.jsonl", rows))
     vlm = FakeVLM({f"{k}.png": f"Style: flat pastel gouache {k}" for k in range(3)})
-    summary = caption_manifest(manifest, vlm, "style", tmp_path / "captions.jsonl", LocalExecutor(), batch_size=2)
+    summary = caption_manifest(manifest, lambda: vlm, "style", tmp_path / "captions.jsonl", LocalExecutor(), batch_size=2)
     assert summary.ran == 3
     assert read_jsonl(tmp_path / "captions.jsonl")[2] == {"id": "i2", "style_caption": "flat pastel gouache 2"}
     assert all(r.prompt == STYLE_CAPTION_PROMPT for r in vlm.requests)
-    again = caption_manifest(manifest, vlm, "style", tmp_path / "captions.jsonl", LocalExecutor())
+    not_loaded = lambda: pytest.fail("every item is done: the model must not be loaded")  # noqa: E731
+    again = caption_manifest(manifest, not_loaded, "style", tmp_path / "captions.jsonl", LocalExecutor())
     assert (again.already_done, again.ran, len(vlm.requests)) == (3, 0, 3)
     with pytest.raises(LabelError, match="unknown caption kind"):
-        caption_manifest(manifest, vlm, "mood", tmp_path / "x.jsonl", LocalExecutor())
+        caption_manifest(manifest, lambda: vlm, "mood", tmp_path / "x.jsonl", LocalExecutor())
 
 
 def test_transformers_adapter_names_the_missing_path(tmp_path):
@@ -115,3 +121,61 @@ def test_transformers_adapter_names_the_missing_path(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(MissingWeightsError, match="has no config.json"):
         TransformersVLM(TransformersVLMConfig(tmp_path / "empty"))
+
+
+def test_transformers_adapter_generates_a_batch_in_one_call(tiny_vlm_dir, tmp_path):
+    """A random tiny LLaVA loaded from disk by the real adapter: one left-padded generate call per
+    batch, and every row decodes to what the same request gives alone (so padding is masked)."""
+    model = VLMLoader("transformers", tiny_vlm_dir, max_new_tokens=4)()
+    calls = []
+    real_generate = model._model.generate
+    model._model.generate = lambda **kw: calls.append(kw["input_ids"].shape) or real_generate(**kw)
+    requests = [VLMRequest(" ".join(f"w{j}" for j in range(3 * i + 1)), (save_image(tmp_path / f"{i}.png", i),))
+                for i in range(3)]  # prompts of 1, 4 and 7 words: the batch needs padding
+    batched = model.generate(requests)
+    assert len(calls) == 1 and calls[0][0] == 3
+    assert len(batched) == 3 and all(isinstance(a, str) and a.strip() for a in batched)
+    assert batched == [model.generate([r])[0] for r in requests]
+    assert model.generate([]) == []
+
+
+class FakeVLLMEngine:
+    """vLLM's LLM.chat stand-in: answers with the text of each conversation's last content part."""
+
+    def __init__(self):
+        self.calls = []
+
+    def chat(self, conversations, sampling_params, use_tqdm=True):
+        from types import SimpleNamespace
+
+        self.calls.append((conversations, sampling_params))
+        return [SimpleNamespace(outputs=[SimpleNamespace(text=c[0]["content"][-1]["text"].upper())])
+                for c in conversations]
+
+
+def test_vllm_adapter_sends_one_chat_call_per_batch(tmp_path):
+    engine, sampling = FakeVLLMEngine(), object()
+    model = VLLMVLM(engine, sampling, max_images_per_prompt=3)
+    images = tuple(save_image(tmp_path / f"{k}.png", k) for k in range(3))
+    answers = model.generate([VLMRequest("rate", images), VLMRequest("again", images[:1])])
+    assert answers == ["RATE", "AGAIN"]
+    (conversations, used_sampling), = engine.calls
+    assert used_sampling is sampling
+    parts = conversations[0][0]["content"]
+    assert [p["type"] for p in parts] == ["image_pil"] * 3 + ["text"]
+    assert parts[0]["image_pil"].size == (40, 40)
+    with pytest.raises(ConfigError, match="max_images_per_prompt=1; raise it"):
+        VLLMVLM(engine, sampling, max_images_per_prompt=1).generate([VLMRequest("rate", images)])
+
+
+def test_vllm_backend_is_optional_and_says_how_to_install(tmp_path, monkeypatch):
+    folder = tmp_path / "qwen"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` raise ImportError
+    with pytest.raises(ImportError, match="pip install vllm"):
+        VLMLoader("vllm", folder)()
+    with pytest.raises(MissingWeightsError, match="weights not found"):
+        load_vllm(VLLMConfig(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="unknown VLM backend 'sglang'"):
+        VLMLoader("sglang", folder)

@@ -2,6 +2,11 @@
 
 1. Hierarchical k-means: level 1 clusters the (L2-normalised) points; level l clusters the
    centroids of level l-1. Big concepts end up as many level-1 clusters under one top cluster.
+   Each level is *resampled k-means* (the paper's key step, as in facebookresearch/ssl-data-curation):
+   after the first k-means, ``resample_steps`` times take the ``sample_size`` points closest to
+   each centroid, re-run k-means on that sample only, and reassign every point. Each cluster
+   contributes the same number of points to the refit, so dense regions stop pulling centroids
+   towards them and the centroids spread evenly over the concepts instead of following density.
 2. Top-down quotas: a node's quota is spread over its children by water-filling,
    q_i = min(size_i, t), with t found by binary search so that sum(q_i) hits the quota
    (leftover units go to random children larger than t). Small children are taken whole; big
@@ -19,7 +24,7 @@ import numpy as np
 
 from ..data.embeddings import l2_normalise
 from ..data.errors import ConfigError
-from .kmeans import kmeans
+from .kmeans import assign, kmeans
 
 STRATEGIES = ("random", "closest")
 
@@ -29,9 +34,20 @@ class HierarchyConfig:
     level_sizes: tuple[int, ...] = (80, 10)  # clusters per level, bottom (points) first
     seed: int = 0
     max_iter: int = 50
+    resample_steps: int = 10  # per level; 0 = plain hierarchical k-means
+    # Points drawn per cluster in a resampling step, per level; None: half the mean cluster size
+    # (the reference configs' rule). A level whose size is 1 is not resampled.
+    sample_sizes: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "level_sizes", tuple(int(k) for k in self.level_sizes))
+        if self.resample_steps < 0:
+            raise ConfigError(f"resample_steps must be >= 0, got {self.resample_steps}.")
+        if self.sample_sizes is not None:
+            object.__setattr__(self, "sample_sizes", tuple(int(r) for r in self.sample_sizes))
+            if len(self.sample_sizes) != len(self.level_sizes) or min(self.sample_sizes) < 1:
+                raise ConfigError(f"sample_sizes needs one positive size per level ({len(self.level_sizes)}), "
+                                  f"got {self.sample_sizes}.")
         sizes = self.level_sizes
         if not sizes or any(k < 1 for k in sizes):
             raise ConfigError(f"level_sizes must be positive cluster counts, got {sizes}.")
@@ -80,11 +96,37 @@ def hierarchical_kmeans(x: np.ndarray, config: HierarchyConfig = HierarchyConfig
                 f"level {level} asks for {k} clusters but only {level_input.shape[0]} "
                 f"{'points' if level == 1 else 'level-%d centroids' % (level - 1)} exist; use fewer clusters."
             )
-        result = kmeans(level_input, k, seed=config.seed + level, max_iter=config.max_iter)
-        parents.append(result.labels)
-        centroids.append(result.centroids)
-        level_input = result.centroids
+        sample_size = (config.sample_sizes[level - 1] if config.sample_sizes is not None
+                       else level_input.shape[0] // (2 * k))
+        labels, level_centroids = resampled_kmeans(level_input, k, sample_size, config, seed=config.seed + level)
+        parents.append(labels)
+        centroids.append(level_centroids)
+        level_input = level_centroids
     return ClusterTree(tuple(parents), tuple(centroids), points)
+
+
+def resampled_kmeans(x: np.ndarray, k: int, sample_size: int, config: HierarchyConfig,
+                     *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """k-means, then ``config.resample_steps`` refits on the ``sample_size`` points closest to each centroid."""
+    result = kmeans(x, k, seed=seed, max_iter=config.max_iter)
+    labels, centroids = result.labels, result.centroids
+    if sample_size <= 1:
+        return labels, centroids
+    for step in range(config.resample_steps):
+        sample = x[_closest_per_cluster(x, labels, centroids, sample_size)]
+        if sample.shape[0] < k:
+            break  # too few points survive to refit k clusters; keep the last fit
+        centroids = kmeans(sample, k, seed=seed + 1000 * (step + 1), max_iter=config.max_iter).centroids
+        labels, _ = assign(x, centroids)
+    return labels, centroids
+
+
+def _closest_per_cluster(x: np.ndarray, labels: np.ndarray, centroids: np.ndarray, r: int) -> np.ndarray:
+    """Indices of the (up to) r points nearest to their own centroid, for every cluster."""
+    dist = np.sum((x - centroids[labels]) ** 2, axis=1)
+    order = np.lexsort((dist, labels))  # by cluster, nearest first
+    rank = np.arange(order.size) - np.searchsorted(labels[order], labels[order])
+    return order[rank < r]
 
 
 def water_fill(sizes: Sequence[int] | np.ndarray, target: int, rng: np.random.Generator) -> np.ndarray:

@@ -19,7 +19,7 @@ DESCRIPTION = """Data curation for StyleExpert / MegaStyle training sets.
 
 steps (run `python -m training.curate <step> --help` for each):
   select-references  pick, for each stylised image, a same-style reference with different content
-  dedup              drop near-duplicates (cosine >= threshold) inside k-means clusters
+  dedup              drop exact (SHA-256), near (pHash) and semantic (SemDeDup) duplicates
   balance            sample a concept-balanced subset with hierarchical k-means
   pair-prompts       pair style prompts with content prompts into sharded generation jobs
   caption            style-only or content-only captions from a local vision-language model
@@ -47,15 +47,22 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def _add_executor(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", choices=("local", "ray"), default="local",
-                   help='where batches run: this process, or Ray Data (needs pip install "ray[data]")')
+                   help='where batches run: this process, or a pool of Ray Data actors (needs pip install "ray[data]")')
     p.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
-    p.add_argument("--batch-size", type=int, default=8, help="items per model call batch (default 8)")
+    p.add_argument("--batch-size", type=int, default=8, help="requests per model call (default 8)")
+    p.add_argument("--concurrency", type=int, default=1,
+                   help="Ray actors, each loading its own copy of the model once (default 1)")
+    p.add_argument("--num-gpus", type=float, default=None, help="GPUs each Ray actor reserves (e.g. 1)")
+    p.add_argument("--num-cpus", type=float, default=None, help="CPUs each Ray actor reserves (Ray's default: 1)")
 
 
 def _add_vlm(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-path", type=Path, required=True,
                    help="local folder of a transformers vision-language model (config.json + weights)")
-    p.add_argument("--device", default="cpu", help="torch device for the model (default cpu)")
+    p.add_argument("--backend", choices=("transformers", "vllm"), default="transformers",
+                   help="transformers (batched generate) or vLLM's offline engine (pip install vllm; CUDA)")
+    p.add_argument("--device", default="cpu", help="torch device for the transformers backend (default cpu)")
+    p.add_argument("--tensor-parallel-size", type=int, default=1, help="GPUs per model for the vllm backend")
     p.add_argument("--max-new-tokens", type=int, default=128)
 
 
@@ -76,16 +83,27 @@ def _add_select_references(sub, fmt) -> None:
 
 
 def _add_dedup(sub, fmt) -> None:
-    p = sub.add_parser("dedup", formatter_class=fmt, help="semantic dedup inside k-means clusters",
-                       description="Cluster L2-normalised embeddings with k-means, then inside each cluster visit "
-                       "records in manifest order and drop any whose cosine similarity to an already kept record "
-                       "is >= --threshold. Put preferred records first (e.g. sort by quality). Writes the kept "
-                       "manifest and a report line per dropped record (duplicate_of, similarity, cluster).")
+    p = sub.add_parser("dedup", formatter_class=fmt, help="exact, perceptual-hash and semantic dedup",
+                       description="Three steps, as MegaStyle ran them. 1) exact: byte-identical image files "
+                       "(SHA-256), the first in manifest order is kept. 2) near: images within --phash-distance "
+                       "bits of 64-bit pHash, the largest image is kept. 3) SemDeDup: L2-normalised embeddings are "
+                       "clustered with k-means; inside a cluster records are ranked by distance to the centroid "
+                       "(--keep hard: farthest first, the paper's default; easy: closest first) and a record is "
+                       "dropped when its cosine similarity to any record ranked before it is >= --threshold. "
+                       "Writes the kept manifest and a report line per dropped record (step, duplicate_of, ...).")
     p.add_argument("--manifest", type=Path, required=True)
     p.add_argument("--embeddings", type=Path, required=True)
     p.add_argument("--threshold", type=float, default=0.95,
                    help="cosine similarity counted as duplicate (default 0.95)")
     p.add_argument("--clusters", type=int, default=16, help="k-means clusters (default 16; ~N/1000 at scale)")
+    p.add_argument("--keep", choices=("hard", "easy"), default="hard",
+                   help="which member of a semantic duplicate group survives: farthest from (hard, default) or "
+                   "closest to (easy) the cluster centroid")
+    p.add_argument("--image-field", default="image", help="field with the image path for the hash steps")
+    p.add_argument("--phash-distance", type=int, default=4,
+                   help="pHash bits (0-16) within which two images are near-duplicates (default 4)")
+    p.add_argument("--no-image-hash", action="store_true",
+                   help="skip the exact and pHash steps (semantic dedup only; no image files needed)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="kept records (JSONL manifest)")
     p.add_argument("--report", type=Path, required=True, help="dropped records (JSONL)")
@@ -95,13 +113,18 @@ def _add_dedup(sub, fmt) -> None:
 def _add_balance(sub, fmt) -> None:
     p = sub.add_parser("balance", formatter_class=fmt, help="hierarchical k-means balanced sampling",
                        description="Build a k-means hierarchy (level 1 clusters the records, level l clusters the "
-                       "level l-1 centroids), then split --target top-down with water-filling quotas "
+                       "level l-1 centroids; each level is resampled k-means: refit on the points closest to every "
+                       "centroid, so centroids spread evenly over concepts), then split --target top-down with water-filling quotas "
                        "q_i = min(size_i, t), so rare concepts are kept whole and big ones are capped. Reports label "
                        "entropy (nats) and the largest label share before and after.")
     p.add_argument("--manifest", type=Path, required=True)
     p.add_argument("--embeddings", type=Path, required=True)
     p.add_argument("--levels", type=_csv_ints, default=(80, 10),
                    help="clusters per level, bottom first (default 80,10)")
+    p.add_argument("--resample-steps", type=int, default=10,
+                   help="resampled k-means refits per level (Vo et al.; default 10, 0 = plain k-means)")
+    p.add_argument("--sample-sizes", type=_csv_ints, default=None,
+                   help="points taken per cluster in each refit, one per level (default: half the mean cluster size)")
     p.add_argument("--target", type=int, required=True, help="number of records to keep")
     p.add_argument("--label-field", help="field used for the before/after statistics (default: level-1 clusters)")
     p.add_argument("--strategy", choices=("random", "closest"), default="random",
@@ -204,16 +227,29 @@ def run_select_references(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_dedup(args: argparse.Namespace) -> dict[str, Any]:
     from .dedup import DedupConfig, semantic_dedup
+    from .hash_dedup import check_phash_distance, hash_dedup, hash_images
     from ..data.embeddings import load_aligned
     from ..data.files import write_jsonl
     from ..data.manifest import read_manifest, write_manifest
 
-    config = DedupConfig(similarity_threshold=args.threshold, n_clusters=args.clusters, seed=args.seed)
+    config = DedupConfig(similarity_threshold=args.threshold, n_clusters=args.clusters, keep=args.keep,
+                         seed=args.seed)
+    check_phash_distance(args.phash_distance)
     manifest = read_manifest(args.manifest)
-    result = semantic_dedup(manifest.ids, load_aligned(manifest, args.embeddings), config)
+    embeddings = load_aligned(manifest, args.embeddings)
+    hash_drops = []
+    if not args.no_image_hash:
+        hashes = hash_images(manifest.path_column(args.image_field))
+        hash_drops = hash_dedup(manifest.ids, hashes, args.phash_distance)
+    gone = {d.id for d in hash_drops}
+    rest = [i for i, item_id in enumerate(manifest.ids) if item_id not in gone]
+    result = semantic_dedup([manifest.ids[i] for i in rest], embeddings[rest], config)
     write_manifest(args.out, manifest.subset(result.kept_ids).records, manifest)
-    write_jsonl(args.report, (d.__dict__ for d in result.dropped))
-    return {"records": len(manifest), "kept": len(result.kept_ids), "dropped": len(result.dropped),
+    write_jsonl(args.report, [*(d.__dict__ for d in hash_drops),
+                              *({"step": "semantic", **d.__dict__} for d in result.dropped)])
+    steps = [d.step for d in hash_drops]
+    return {"records": len(manifest), "kept": len(result.kept_ids), "dropped": len(gone) + len(result.dropped),
+            "exact": steps.count("exact"), "near": steps.count("near"), "semantic": len(result.dropped),
             "out": str(args.out)}
 
 
@@ -223,7 +259,8 @@ def run_balance(args: argparse.Namespace) -> dict[str, Any]:
     from ..data.files import write_json
     from ..data.manifest import read_manifest, write_manifest
 
-    config = HierarchyConfig(level_sizes=args.levels, seed=args.seed)
+    config = HierarchyConfig(level_sizes=args.levels, seed=args.seed, resample_steps=args.resample_steps,
+                             sample_sizes=args.sample_sizes)
     manifest = read_manifest(args.manifest)
     labels = manifest.labels(args.label_field) if args.label_field else None
     tree = hierarchical_kmeans(load_aligned(manifest, args.embeddings), config)
@@ -234,7 +271,8 @@ def run_balance(args: argparse.Namespace) -> dict[str, Any]:
         source = f"field {args.label_field!r}"
     report = balance_report(labels, selected, source)
     write_manifest(args.out, [manifest.records[i] for i in selected], manifest)
-    write_json(args.report, {"levels": list(config.level_sizes), "target": args.target, **report.to_dict()})
+    write_json(args.report, {"levels": list(config.level_sizes), "resample_steps": config.resample_steps,
+                             "target": args.target, **report.to_dict()})
     return {"records": len(manifest), "kept": int(selected.size),
             "entropy_before": round(report.before.entropy, 4), "entropy_after": round(report.after.entropy, 4),
             "largest_share_before": round(report.before.largest_share, 4),
@@ -259,15 +297,19 @@ def _executor(args: argparse.Namespace):
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}.")
     if args.executor == "ray":
-        return make_executor("ray", address=args.ray_address)
+        return make_executor("ray", address=args.ray_address, concurrency=args.concurrency,
+                             num_gpus=args.num_gpus, num_cpus=args.num_cpus)
     return make_executor("local", description=args.command)
 
 
-def _vlm(args: argparse.Namespace):
-    from .vlm_transformers import TransformersVLM, TransformersVLMConfig
+def _vlm_loader(args: argparse.Namespace):
+    """A recipe each worker calls once; the folder is checked here so a bad path fails before any work."""
+    from ..data.local_weights import check_local_weights
+    from .vlm_backends import VLMLoader
 
-    config = TransformersVLMConfig(args.model_path, device=args.device, max_new_tokens=args.max_new_tokens)
-    return TransformersVLM(config)
+    check_local_weights(args.model_path, "vision-language model")
+    return VLMLoader(args.backend, args.model_path, device=args.device, max_new_tokens=args.max_new_tokens,
+                     tensor_parallel_size=args.tensor_parallel_size)
 
 
 def run_caption(args: argparse.Namespace) -> dict[str, Any]:
@@ -277,7 +319,7 @@ def run_caption(args: argparse.Namespace) -> dict[str, Any]:
     manifest = read_manifest(args.manifest)
     manifest.path_column(args.image_field)  # fail on a missing field before loading the model
     executor = _executor(args)
-    summary = caption_manifest(manifest, _vlm(args), args.kind, args.out, executor,
+    summary = caption_manifest(manifest, _vlm_loader(args), args.kind, args.out, executor,
                                batch_size=args.batch_size, image_field=args.image_field)
     return {**summary.to_dict(), "out": str(args.out)}
 
@@ -293,7 +335,7 @@ def run_filter(args: argparse.Namespace) -> dict[str, Any]:
     for field in QUALITY_IMAGE_FIELDS:
         manifest.column(field)
     executor = _executor(args)
-    summary = filter_manifest(manifest, _vlm(args), thresholds, args.report, args.out, executor,
+    summary = filter_manifest(manifest, _vlm_loader(args), thresholds, args.report, args.out, executor,
                               batch_size=args.batch_size, skip_unparseable=args.skip_unparseable)
     return {**summary.to_dict(), "out": str(args.out)}
 

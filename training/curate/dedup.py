@@ -1,9 +1,13 @@
-"""Semantic deduplication inside k-means clusters (SemDeDup, as NeMo Curator runs it for MegaStyle).
+"""Semantic deduplication inside k-means clusters (SemDeDup, Abbas et al. 2023; NeMo Curator runs it
+for MegaStyle).
 
-Embeddings are L2-normalised and clustered; within each cluster items are visited in manifest
-order and an item is dropped when its cosine similarity to an already kept item reaches the
-threshold. Clustering keeps the pairwise work at sum(cluster_size^2) instead of N^2; near-identical
-items land in the same cluster, so almost no duplicate escapes.
+Embeddings are L2-normalised and clustered. Inside each cluster, items are ranked by their cosine
+distance to the cluster centroid: farthest first with ``keep="hard"`` (the paper's default),
+closest first with ``keep="easy"``. An item is dropped when its cosine similarity to any item
+ranked before it reaches the threshold, exactly as SemDeDup's ``max(triu(sim), dim=0)`` does, so
+in each group of near-duplicates the highest-ranked member survives. Clustering keeps the pairwise
+work at sum(cluster_size^2) instead of N^2; the similarities are computed in row blocks, so memory
+stays at block x cluster_size floats.
 """
 
 from __future__ import annotations
@@ -21,11 +25,15 @@ from .kmeans import kmeans
 
 logger = logging.getLogger(__name__)
 
+KEEP_RULES = ("hard", "easy")
+_BLOCK = 1024  # rows of the similarity matrix held at once
+
 
 @dataclass(frozen=True)
 class DedupConfig:
     similarity_threshold: float = 0.95  # cosine >= this counts as a duplicate (epsilon = 1 - threshold)
     n_clusters: int = 16  # clamped to the number of items
+    keep: str = "hard"  # "hard": keep the member farthest from the centroid (SemDeDup); "easy": closest
     seed: int = 0
     max_iter: int = 50
 
@@ -36,12 +44,14 @@ class DedupConfig:
             raise ConfigError(f"n_clusters must be >= 1, got {self.n_clusters}.")
         if self.max_iter < 1:
             raise ConfigError(f"max_iter must be >= 1, got {self.max_iter}.")
+        if self.keep not in KEEP_RULES:
+            raise ConfigError(f"keep must be one of {KEEP_RULES}, got {self.keep!r}.")
 
 
 @dataclass(frozen=True)
 class DroppedItem:
     id: str
-    duplicate_of: str  # the kept item it is too similar to
+    duplicate_of: str  # the most similar item ranked before it
     similarity: float
     cluster: int
 
@@ -57,39 +67,47 @@ def semantic_dedup(ids: Sequence[str], embeddings: np.ndarray, config: DedupConf
     n = len(ids)
     if embeddings.shape[0] != n:
         raise EmbeddingMismatchError(f"{embeddings.shape[0]} embedding rows for {n} ids.")
-    x = l2_normalise(np.asarray(embeddings, dtype=np.float64))
+    x = l2_normalise(np.asarray(embeddings, dtype=np.float32))
     k = min(config.n_clusters, n)
     if k < config.n_clusters:
         logger.info("dedup: %d clusters requested for %d items, using %d", config.n_clusters, n, k)
-    clusters = kmeans(x, k, seed=config.seed, max_iter=config.max_iter).labels
+    result = kmeans(x, k, seed=config.seed, max_iter=config.max_iter)
+    centroids = l2_normalise(result.centroids.astype(np.float32))
     keep = np.ones(n, dtype=bool)
     dropped: list[DroppedItem] = []
+    order = np.argsort(result.labels, kind="stable")
+    bounds = np.searchsorted(result.labels[order], np.arange(k + 1))
     for c in tqdm(range(k), desc="dedup", unit="cluster", disable=None):
-        members = np.flatnonzero(clusters == c)  # ascending = manifest order
-        dropped.extend(_dedup_cluster(members, x, ids, c, config.similarity_threshold, keep))
+        members = order[bounds[c]:bounds[c + 1]]
+        ranked = _rank_in_cluster(x[members], centroids[c], config.keep)
+        dropped.extend(_dedup_cluster(members[ranked], x, ids, c, config.similarity_threshold, keep))
     position = {item_id: i for i, item_id in enumerate(ids)}
     dropped.sort(key=lambda d: position[d.id])  # report in manifest order, not cluster order
     kept_ids = tuple(ids[i] for i in np.flatnonzero(keep))
     logger.info("dedup: kept %d of %d, dropped %d", len(kept_ids), n, len(dropped))
-    return DedupResult(kept_ids, tuple(dropped), clusters)
+    return DedupResult(kept_ids, tuple(dropped), result.labels)
+
+
+def _rank_in_cluster(points: np.ndarray, centroid: np.ndarray, rule: str) -> np.ndarray:
+    """Positions in keep-priority order; ties keep manifest order (a stable sort)."""
+    distance = 1.0 - points @ centroid
+    return np.argsort(-distance if rule == "hard" else distance, kind="stable")
 
 
 def _dedup_cluster(
-    members: np.ndarray, x: np.ndarray, ids: Sequence[str], cluster: int, threshold: float, keep: np.ndarray
+    ranked: np.ndarray, x: np.ndarray, ids: Sequence[str], cluster: int, threshold: float, keep: np.ndarray
 ) -> list[DroppedItem]:
-    if len(members) > 20_000:
-        logger.warning("dedup: cluster %d has %d items (%.1f GB of similarities); use more clusters",
-                       cluster, len(members), len(members) ** 2 * 8 / 1e9)
-    sims = x[members] @ x[members].T
-    kept_local: list[int] = []
+    """Drop each item whose best similarity to an item ranked before it is >= threshold."""
+    v = x[ranked]
     dropped = []
-    for local, i in enumerate(members):
-        if kept_local:
-            row = sims[local, kept_local]
-            best = int(np.argmax(row))
-            if row[best] >= threshold:
-                keep[i] = False
-                dropped.append(DroppedItem(ids[i], ids[members[kept_local[best]]], float(row[best]), cluster))
-                continue
-        kept_local.append(local)
+    for start in range(1, len(ranked), _BLOCK):
+        stop = min(start + _BLOCK, len(ranked))
+        sims = v[start:stop] @ v[:stop].T  # rows: items start..stop-1; columns: everything ranked before
+        sims[np.arange(start, stop)[:, None] <= np.arange(stop)[None, :]] = -np.inf
+        best = np.argmax(sims, axis=1)
+        best_sim = sims[np.arange(stop - start), best]
+        for row in np.flatnonzero(best_sim >= threshold):
+            item = ranked[start + row]
+            keep[item] = False
+            dropped.append(DroppedItem(ids[item], ids[ranked[best[row]]], float(best_sim[row]), cluster))
     return dropped

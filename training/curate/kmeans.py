@@ -1,80 +1,89 @@
-"""A small seeded k-means (k-means++ seeding, Lloyd iterations) in numpy.
+"""k-means and nearest-centroid search on faiss, in float32 and in chunks.
 
-Enough for tests and datasets up to ~10^5 points. At 10^6+ use faiss (``faiss.Kmeans``) or a GPU
-torch k-means and feed the labels to the same dedup/balancing functions.
+faiss (``faiss-cpu``, or ``faiss-gpu``) is a required part of the curation extra: one fast path
+instead of a slow pure-numpy one to keep in step with it. Training follows faiss' defaults
+(random initial centroids from the seed, at most ``max_points_per_centroid`` training points per
+cluster, empty clusters split from big ones), except the start: k-means++ seeding on a random
+subsample of ``seeding_points_per_centroid * k`` points, since faiss' uniform random start can
+put two centroids in one blob and none in another. Assignment of all points runs in chunks against a
+flat L2 index, so memory stays at one chunk of distances.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ..data.errors import ConfigError
 
-_CHUNK = 4096  # rows per distance block: bounds memory at chunk x k floats
+FAISS_INSTALL_HINT = "k-means needs faiss, part of the curation extra. Install it with: pip install faiss-cpu"
+_CHUNK = 65536  # rows per nearest-centroid search
 
 
 @dataclass(frozen=True)
 class KMeansResult:
-    centroids: np.ndarray  # [k, D]
+    centroids: np.ndarray  # [k, D] float32
     labels: np.ndarray  # [N] int64
-    inertia: float
+    inertia: float  # sum of squared distances to the assigned centroid
 
 
-def kmeans(x: np.ndarray, n_clusters: int, *, seed: int = 0, max_iter: int = 50, tol: float = 1e-7) -> KMeansResult:
-    x = np.asarray(x, dtype=np.float64)
+def _import_faiss() -> Any:
+    try:
+        import faiss
+    except ImportError as e:
+        raise ImportError(f"{FAISS_INSTALL_HINT} ({e}).") from e
+    return faiss
+
+
+def _float32(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def kmeans(x: np.ndarray, n_clusters: int, *, seed: int = 0, max_iter: int = 50,
+           max_points_per_centroid: int = 256, seeding_points_per_centroid: int = 16) -> KMeansResult:
+    """Lloyd k-means of the rows of ``x``; seeded, so a seed gives the same clusters on the same machine."""
+    x = _float32(x)
     n = x.shape[0]
     if not 1 <= n_clusters <= n:
         raise ConfigError(f"k-means needs 1 <= clusters <= points; got {n_clusters} clusters for {n} points.")
+    faiss = _import_faiss()
     rng = np.random.default_rng(seed)
-    centroids = _kmeans_plus_plus(x, n_clusters, rng)
-    labels, dist = _assign(x, centroids)
-    for _ in range(max_iter):
-        new_centroids = _update(x, labels, dist, centroids)
-        shift = float(np.max(np.sum((new_centroids - centroids) ** 2, axis=1)))
-        centroids = new_centroids
-        labels, dist = _assign(x, centroids)
-        if shift <= tol:
-            break
-    return KMeansResult(centroids, labels, float(dist.sum()))
+    pool = x if n <= seeding_points_per_centroid * n_clusters else x[
+        np.sort(rng.choice(n, seeding_points_per_centroid * n_clusters, replace=False))]
+    model = faiss.Kmeans(x.shape[1], n_clusters, niter=max_iter, seed=seed, verbose=False,
+                         min_points_per_centroid=1, max_points_per_centroid=max_points_per_centroid)
+    model.train(x, init_centroids=_kmeans_plus_plus(pool, n_clusters, rng))
+    centroids = _float32(model.centroids)
+    labels, dist = assign(x, centroids)
+    return KMeansResult(centroids, labels, float(dist.sum(dtype=np.float64)))
+
+
+def assign(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest centroid of every point and its squared distance (exact search, chunked)."""
+    faiss = _import_faiss()
+    x, centroids = _float32(x), _float32(centroids)
+    index = faiss.IndexFlatL2(centroids.shape[1])
+    index.add(centroids)
+    labels = np.empty(x.shape[0], dtype=np.int64)
+    dist = np.empty(x.shape[0], dtype=np.float32)
+    for start in range(0, x.shape[0], _CHUNK):
+        d, i = index.search(x[start:start + _CHUNK], 1)
+        labels[start:start + _CHUNK] = i[:, 0]
+        dist[start:start + _CHUNK] = np.maximum(d[:, 0], 0.0)
+    return labels, dist
 
 
 def _kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ seeding: each next centroid is drawn with probability proportional to D(x)^2."""
     n = x.shape[0]
     chosen = [int(rng.integers(n))]
-    closest = np.sum((x - x[chosen[0]]) ** 2, axis=1)
+    closest = np.sum((x - x[chosen[0]]) ** 2, axis=1, dtype=np.float64)
     for _ in range(1, k):
         total = closest.sum()
         # Fewer distinct points than k: every distance is 0, fall back to a uniform pick.
         idx = int(rng.choice(n, p=closest / total)) if total > 0 else int(rng.integers(n))
         chosen.append(idx)
-        closest = np.minimum(closest, np.sum((x - x[idx]) ** 2, axis=1))
-    return x[chosen].copy()
-
-
-def _assign(x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    labels = np.empty(x.shape[0], dtype=np.int64)
-    dist = np.empty(x.shape[0], dtype=np.float64)
-    c_sq = np.sum(centroids**2, axis=1)
-    for start in range(0, x.shape[0], _CHUNK):
-        block = x[start : start + _CHUNK]
-        d = np.sum(block**2, axis=1, keepdims=True) - 2.0 * block @ centroids.T + c_sq
-        labels[start : start + _CHUNK] = np.argmin(d, axis=1)
-        dist[start : start + _CHUNK] = np.maximum(d[np.arange(block.shape[0]), labels[start : start + _CHUNK]], 0.0)
-    return labels, dist
-
-
-def _update(x: np.ndarray, labels: np.ndarray, dist: np.ndarray, old: np.ndarray) -> np.ndarray:
-    k = old.shape[0]
-    counts = np.bincount(labels, minlength=k)
-    sums = np.zeros_like(old)
-    np.add.at(sums, labels, x)
-    centroids = old.copy()
-    filled = counts > 0
-    centroids[filled] = sums[filled] / counts[filled, None]
-    # An empty cluster takes the point worst served by its centroid, so k clusters survive.
-    far = np.argsort(-dist, kind="stable")
-    for slot, point in zip(np.flatnonzero(~filled), far):
-        centroids[slot] = x[point]
-    return centroids
+        closest = np.minimum(closest, np.sum((x - x[idx]) ** 2, axis=1, dtype=np.float64))
+    return _float32(x[chosen])

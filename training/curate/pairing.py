@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import string
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ import numpy as np
 from ..data.errors import ConfigError, ResumeConflictError
 from ..data.files import write_json, write_jsonl
 from ..data.manifest import read_manifest
-from .executor import Executor, LocalExecutor
+from .executor import Executor, LocalExecutor, WorkerFactory
 from .resume import run_resumable
 
 logger = logging.getLogger(__name__)
@@ -197,11 +197,13 @@ class GenerationReport:
 
 def run_generation(
     out_dir: str | Path,
-    worker: Callable[[list[dict[str, Any]]], list[Mapping[str, Any]]],
+    make_worker: WorkerFactory,
     executor: Executor = LocalExecutor("generation"),
     batch_size: int = 4,
 ) -> GenerationReport:
-    """Run ``worker`` (a batch of job dicts -> one result row with ``job_id`` each) over the plan.
+    """Run the generator over the plan. ``make_worker()`` loads it (once per executor worker) and
+    returns a batch function: a list of job dicts -> one result row with ``job_id`` per job. Wrap a
+    function that loads nothing in ``Ready``.
 
     Results go to ``<out_dir>/results/<shard>.jsonl``; a ``.done`` file marks finished shards, so
     an interrupted run resumes at the first unfinished job.
@@ -220,7 +222,7 @@ def run_generation(
             already += int(entry["jobs"])
             continue
         jobs = read_manifest_rows(out_dir / entry["file"])
-        report = run_resumable(jobs, "job_id", worker, results, executor, batch_size)
+        report = run_resumable(jobs, "job_id", make_worker, results, executor, batch_size)
         already += report.already_done
         ran += report.ran
         marker.write_text("done\n", encoding="utf-8")

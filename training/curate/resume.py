@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..data.errors import ManifestError
-from .executor import Executor
+from .executor import Executor, WorkerFactory
 
 logger = logging.getLogger(__name__)
 
@@ -67,14 +67,15 @@ class ResumeReport:
 def run_resumable(
     items: Sequence[Mapping[str, Any]],
     key: str,
-    worker: Callable[[list[Any]], list[Mapping[str, Any]]],
+    make_worker: WorkerFactory,
     results_path: Path,
     executor: Executor,
     batch_size: int,
 ) -> ResumeReport:
-    """Run ``worker`` on the items whose ``key`` is not yet in ``results_path``; append its rows.
+    """Run the worker on the items whose ``key`` is not yet in ``results_path``; append its rows.
 
-    The worker gets a batch of items and returns one result row per item; rows must carry ``key``.
+    ``make_worker()`` builds the worker once per executor worker (not at all when nothing is
+    pending); the worker gets a batch of items and returns one result row per item, carrying ``key``.
     """
     done = read_results(results_path, key)
     pending = [item for item in items if str(item[key]) not in done]
@@ -82,7 +83,7 @@ def run_resumable(
         logger.info("%s: %d of %d already done, running %d",
                     results_path, len(items) - len(pending), len(items), len(pending))
     ran = 0
-    for _, rows in executor.map_batches(worker, pending, batch_size):
+    for _, rows in executor.map_batches(make_worker, pending, batch_size):
         for row in rows:
             if key not in row:
                 raise RuntimeError(f"worker result {row!r} lacks the key {key!r}")

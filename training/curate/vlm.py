@@ -2,7 +2,7 @@
 
 The model sits behind ``VisionLanguageModel`` (a batch of prompt + images in, text out), so the
 prompting, parsing and thresholding here are tested with a fake, and the real model
-(``TransformersVLM`` in ``vlm_transformers.py``, or a vLLM server) is swapped in by the caller.
+(``TransformersVLM`` in ``vlm_transformers.py`` or ``VLLMVLM`` in ``vlm_vllm.py``) is swapped in by the caller.
 """
 
 from __future__ import annotations

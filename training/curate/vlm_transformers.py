@@ -1,8 +1,9 @@
 """A ``VisionLanguageModel`` that runs a local vision-language model through transformers.
 
 Works with chat-template VLMs loadable by ``AutoModelForImageTextToText`` (Qwen2.5-VL, Qwen3-VL,
-...). Weights are read from a local folder only; nothing is downloaded. For millions of images
-serve the model with vLLM (or Ray Data LLM) instead and implement the same ``generate``.
+LLaVA, ...). Weights are read from a local folder only; nothing is downloaded. A batch of requests
+is one left-padded ``generate`` call. For the highest throughput use the vLLM backend
+(``vlm_vllm.py``), which has the same interface.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..data.errors import ConfigError
 from ..data.local_weights import check_local_weights
@@ -51,20 +51,22 @@ class TransformersVLM:
         ).to(config.device).eval()
 
     def generate(self, requests: Sequence[VLMRequest]) -> list[str]:
-        # One request at a time: image token counts differ per request, and batching VLM chat
-        # inputs needs model-specific padding; throughput belongs to vLLM, not this adapter.
-        return [self._generate_one(r) for r in requests]
-
-    def _generate_one(self, request: VLMRequest) -> str:
+        """One ``generate`` call for the whole batch. Left padding keeps every prompt's last token in
+        the last column, so the new tokens of all rows start at the same position."""
         from ..data.images import open_image
 
-        content: list[dict[str, Any]] = [{"type": "image", "image": open_image(p)} for p in request.images]
-        content.append({"type": "text", "text": request.prompt})
+        if not requests:
+            return []
+        conversations = [
+            [{"role": "user", "content": [*({"type": "image", "image": open_image(p)} for p in r.images),
+                                          {"type": "text", "text": r.prompt}]}]
+            for r in requests
+        ]
         inputs = self._processor.apply_chat_template(
-            [{"role": "user", "content": content}],
-            add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt",
+            conversations, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt",
+            processor_kwargs={"padding": True, "padding_side": "left"},
         ).to(self._config.device)
         with self._torch.inference_mode():
             output = self._model.generate(**inputs, max_new_tokens=self._config.max_new_tokens, do_sample=False)
         new_tokens = output[:, inputs["input_ids"].shape[1]:]
-        return self._processor.batch_decode(new_tokens, skip_special_tokens=True)[0]
+        return self._processor.batch_decode(new_tokens, skip_special_tokens=True)

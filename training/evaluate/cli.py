@@ -23,6 +23,8 @@ encoders (--encoder / --style-encoder / --content-encoder), all from LOCAL folde
   megastyle    SigLIP config folder + --weights megastyle_encoder state dict; normalised pooler_output
   styleexpert  SigLIP so400m folder + --weights StyleExpert checkpoint holding the style projector
   csd          CLIP ViT-L/14 vision folder (transformers format) + --weights CSD style-head file
+
+suite extras (StyleExpert paper metrics): --dino-model, --clip-model, --dreamsim-dir, --vlm-scores
 """
 
 
@@ -76,6 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encoder(p, "content", required=True)
     p.add_argument("--aesthetic-clip", type=Path, help="CLIP ViT-L/14 with projection (transformers folder)")
     p.add_argument("--aesthetic-weights", type=Path, help="LAION aesthetic MLP weights (sac+logos+ava1-l14-linearMSE)")
+    p.add_argument("--dino-model", type=Path,
+                   help="DINO / DINOv2 folder (transformers): adds dino, output vs content CLS cosine")
+    p.add_argument("--clip-model", type=Path, help="full CLIP folder with tokenizer (transformers): adds clip_image "
+                   "(output vs style) and, when every triple has a prompt, clip_text")
+    p.add_argument("--dreamsim-dir", type=Path,
+                   help="folder with the unzipped DreamSim release (needs pip install dreamsim): adds dreamsim, "
+                   "output vs content distance")
+    p.add_argument("--vlm-scores", type=Path, help="report of `python -m training.curate filter` on the same "
+                   "triples: adds vlm_stylisation, vlm_layout, vlm_identity (0-10)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--out-dir", type=Path, required=True)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -118,19 +129,25 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
     from ..data.errors import ConfigError
 
     from .loaders import build_encoder, load_aesthetic_predictor
+    from .paper_metrics import PaperMetrics, load_clip, load_dino, load_dreamsim
     from .suite import discover_triples, score_triples, write_suite_outputs
+    from .vlm_scores import read_vlm_scores
 
     if (args.aesthetic_clip is None) != (args.aesthetic_weights is None):
         raise ConfigError("the aesthetic score needs both --aesthetic-clip and --aesthetic-weights.")
     triples = discover_triples(args.triples)
+    vlm_scores = read_vlm_scores(args.vlm_scores, [t.id for t in triples]) if args.vlm_scores else None
     style_encoder = build_encoder(args.style_encoder, args.style_model, args.style_weights)
     content_encoder = build_encoder(args.content_encoder, args.content_model, args.content_weights)
     aesthetic = load_aesthetic_predictor(args.aesthetic_clip, args.aesthetic_weights) if args.aesthetic_clip else None
-    scores = score_triples(triples, style_encoder, content_encoder, aesthetic, args.batch_size)
+    paper = PaperMetrics(load_dino(args.dino_model) if args.dino_model else None,
+                         load_clip(args.clip_model) if args.clip_model else None,
+                         load_dreamsim(args.dreamsim_dir) if args.dreamsim_dir else None)
+    scores = score_triples(triples, style_encoder, content_encoder, aesthetic, args.batch_size, paper, vlm_scores)
     outputs = write_suite_outputs(triples, scores, args.out_dir)
-    return {"triples": len(scores), "style_similarity": round(sum(s.style_similarity for s in scores) / len(scores), 4),
-            "content_fidelity": round(sum(s.content_fidelity for s in scores) / len(scores), 4),
-            "report": outputs["report"]}
+    means = {name: round(sum(s.row()[name] for s in scores) / len(scores), 4)
+             for name in ("style_similarity", "content_fidelity", *scores[0].paper)}
+    return {"triples": len(scores), **means, "report": outputs["report"]}
 
 
 RUNNERS = {"retrieval": run_retrieval, "suite": run_suite}

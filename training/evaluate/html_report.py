@@ -41,15 +41,18 @@ def _cell(value: Any) -> str:
 
 def render_report(title: str, summary: Mapping[str, Mapping[str, float]], plots: Sequence[Path],
                   rows: Sequence[Mapping[str, Any]], image_columns: Sequence[str], score_columns: Sequence[str],
-                  thumbnail_size: int = 128) -> str:
-    """``rows`` hold an ``id``, image paths under ``image_columns`` and numbers under ``score_columns``."""
+                  thumbnail_size: int = 128, descriptions: Mapping[str, str] | None = None) -> str:
+    """``rows`` hold an ``id``, image paths under ``image_columns`` and numbers under ``score_columns``;
+    ``descriptions`` says in words what each metric compares."""
+    descriptions = descriptions or {}
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>", "<h2>Summary</h2><table>",
              "<tr><th>metric</th>" + "".join(f"<th>{html.escape(s)}</th>" for s in ("mean", "std", "min", "max", "n"))
-             + "</tr>"]
+             + "<th>what it measures</th></tr>"]
     for metric, stats in summary.items():
         parts.append(f"<tr><td class='id'>{html.escape(metric)}</td>"
-                     + "".join(_cell(stats.get(s)) for s in ("mean", "std", "min", "max", "n")) + "</tr>")
+                     + "".join(_cell(stats.get(s)) for s in ("mean", "std", "min", "max", "n"))
+                     + f"<td class='id'>{html.escape(descriptions.get(metric, ''))}</td></tr>")
     parts.append("</table><h2>Plots</h2>")
     parts += [f"<img alt='{html.escape(p.stem)}' src='{file_data_uri(p)}'>" for p in plots]
     parts.append("<h2>Triples</h2><table><tr><th>id</th>"
