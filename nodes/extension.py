@@ -9,9 +9,12 @@ from .loader import StyleExpertLoader
 from .metrics import StyleExpertMetrics
 from .reference import StyleExpertReferenceLatents
 from .routing_preview import StyleExpertRoutingPreview
+from .style_library import StyleExpertLoadStyle, StyleExpertSaveStyle
+from .stylize import StyleExpertStylize
 
 NODES = [StyleExpertLoader, StyleExpertEncodeStyle, StyleExpertApply, StyleExpertReferenceLatents,
-         StyleExpertRoutingPreview, StyleExpertBlendStyles, StyleExpertMetrics, StyleExpertBakeLoRA]
+         StyleExpertRoutingPreview, StyleExpertBlendStyles, StyleExpertMetrics, StyleExpertBakeLoRA,
+         StyleExpertStylize, StyleExpertSaveStyle, StyleExpertLoadStyle]
 
 
 class StyleExpertExtension(ComfyExtension):
