@@ -26,3 +26,71 @@ app.registerExtension({
     };
   },
 });
+
+// ---- Artist workflow: readouts that survive caching and reloads, file lists refreshed after a node
+// writes a file, and checkpoints from the Model Library placed as a loader node. ----
+
+const READOUT_PROPERTY = "styleexpert_readout";
+// Nodes that write a file another dropdown lists (models/loras, models/styleexpert_styles).
+const WRITES_LISTED_FILES = new Set(["StyleExpertBakeLoRA", "StyleExpertSaveStyle"]);
+
+function readoutText(message) {
+  const text = message?.text;
+  return Array.isArray(text) ? text.join("\n") : text ? String(text) : "";
+}
+
+// A node whose output ComfyUI serves from its cache is not run again, so no readout arrives for it
+// (a re-queue from another tab, a reloaded page). The last readout is kept in the node's properties,
+// which the workflow saves, and shown again when the node is loaded.
+function keepReadouts(nodeType) {
+  const onExecuted = nodeType.prototype.onExecuted;
+  nodeType.prototype.onExecuted = function (message) {
+    onExecuted?.apply(this, arguments);
+    const text = readoutText(message);
+    if (text && !message.styleexpert_restored) this.properties[READOUT_PROPERTY] = text;
+  };
+  const onConfigure = nodeType.prototype.onConfigure;
+  nodeType.prototype.onConfigure = function () {
+    const result = onConfigure?.apply(this, arguments);
+    const kept = this.properties?.[READOUT_PROPERTY];
+    if (kept) this.onExecuted?.({ text: [kept], styleexpert_restored: true });
+    return result;
+  };
+}
+
+// After Bake LoRA or Save Style wrote a file, the stock loaders' and Load Style's lists show it
+// without pressing Refresh (the server lists new files at once; the frontend must ask again).
+function refreshListsAfterWriting(nodeType) {
+  const onExecuted = nodeType.prototype.onExecuted;
+  nodeType.prototype.onExecuted = function (message) {
+    onExecuted?.apply(this, arguments);
+    if (readoutText(message) && !message.styleexpert_restored) app.refreshComboInNodes?.();
+  };
+}
+
+// The frontend's Model Library places a loader node when a model is clicked or dropped on the canvas,
+// for the model folders it has a "model to node" mapping for. This frontend keeps that mapping in a
+// Pinia store it does not export; the store is reached through the Vue app, and left alone if absent.
+function registerModelLibraryLoader() {
+  const pinia = document.querySelector("#vue-app")?.__vue_app__?.config?.globalProperties?.$pinia;
+  const store = pinia?._s?.get("modelToNode");
+  if (!store?.quickRegister || !store.getAllNodeProviders) return false;
+  if (!store.getAllNodeProviders("styleexpert").some((p) => p.nodeDef?.name === "StyleExpertLoader")) {
+    store.quickRegister("styleexpert", "StyleExpertLoader", "ckpt_name");
+  }
+  return true;
+}
+
+app.registerExtension({
+  name: "styleexpert.artistWorkflow",
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (!nodeData?.name?.startsWith("StyleExpert")) return;
+    keepReadouts(nodeType);
+    if (WRITES_LISTED_FILES.has(nodeData.name)) refreshListsAfterWriting(nodeType);
+  },
+  async setup() {
+    if (!registerModelLibraryLoader()) {
+      console.info("StyleExpert: this frontend has no model-to-node store; Model Library clicks add no loader.");
+    }
+  },
+});
