@@ -1,5 +1,6 @@
 // Shows the text a StyleExpert node reports (checkpoint summary, routing, metrics) on the node itself.
 import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
 import { ComfyWidgets } from "../../scripts/widgets.js";
 
 const WIDGET = "styleexpert_info";
@@ -41,21 +42,32 @@ function readoutText(message) {
 
 // A node whose output ComfyUI serves from its cache is not run again, so no readout arrives for it
 // (a re-queue from another tab, a reloaded page). The last readout is kept in the node's properties,
-// which the workflow saves, and shown again when the node is loaded.
+// which the workflow saves, and shown again when the node is loaded (restoreReadout).
 function keepReadouts(nodeType) {
   const onExecuted = nodeType.prototype.onExecuted;
   nodeType.prototype.onExecuted = function (message) {
     onExecuted?.apply(this, arguments);
     const text = readoutText(message);
-    if (text && !message.styleexpert_restored) this.properties[READOUT_PROPERTY] = text;
+    if (!text || message.styleexpert_restored || this.properties[READOUT_PROPERTY] === text) return;
+    this.properties[READOUT_PROPERTY] = text;
+    // Tell the change tracker, which then stores the workflow for a page reload.
+    app.extensionManager?.workflow?.activeWorkflow?.changeTracker?.checkState?.();
   };
-  const onConfigure = nodeType.prototype.onConfigure;
-  nodeType.prototype.onConfigure = function () {
-    const result = onConfigure?.apply(this, arguments);
-    const kept = this.properties?.[READOUT_PROPERTY];
-    if (kept) this.onExecuted?.({ text: [kept], styleexpert_restored: true });
-    return result;
-  };
+}
+
+function restoreReadout(node) {
+  const kept = node.properties?.[READOUT_PROPERTY];
+  if (kept && String(node.type).startsWith("StyleExpert")) {
+    node.onExecuted?.({ text: [kept], styleexpert_restored: true });
+  }
+}
+
+// Nodes ComfyUI serves from its cache get no readout: show the kept one again once the run is under way.
+function restoreCachedReadouts(event) {
+  for (const id of event.detail?.nodes ?? []) {
+    const node = app.graph?.getNodeById(id);
+    if (node) restoreReadout(node);
+  }
 }
 
 // After Bake LoRA or Save Style wrote a file, the stock loaders' and Load Style's lists show it
@@ -88,7 +100,11 @@ app.registerExtension({
     keepReadouts(nodeType);
     if (WRITES_LISTED_FILES.has(nodeData.name)) refreshListsAfterWriting(nodeType);
   },
+  loadedGraphNode(node) {
+    restoreReadout(node);
+  },
   async setup() {
+    api.addEventListener("execution_cached", restoreCachedReadouts);
     if (!registerModelLibraryLoader()) {
       console.info("StyleExpert: this frontend has no model-to-node store; Model Library clicks add no loader.");
     }
