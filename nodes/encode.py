@@ -69,8 +69,9 @@ class StyleExpertEncodeStyle(io.ComfyNode):
                                tooltip="mean: one latent for all images; per image: one latent each "
                                        "(for dynamic mode batches that mix styles)."),
             ],
-            outputs=[StyleLatentSocket.Output(display_name="STYLE_LATENT", tooltip="The style latent that routes the "
-                                                                              "experts (into Apply, Bake, Save Style).")],
+            outputs=[StyleLatentSocket.Output(display_name="STYLE_LATENT",
+                                              tooltip="The style latent that routes the experts (into Apply, Bake, "
+                                                      "Save Style).")],
         )
 
     @classmethod

@@ -52,7 +52,8 @@ class StyleExpertLoader(io.ComfyNode):
                                tooltip="Official style projector file, only when the checkpoint lacks one."),
             ],
             outputs=[StyleExpert.Output(display_name="STYLEEXPERT",
-                                         tooltip="The loaded experts (and style projector), for the other StyleExpert nodes.")],
+                                         tooltip="The loaded experts (and style projector), for the other "
+                                                 "StyleExpert nodes.")],
         )
 
     @classmethod

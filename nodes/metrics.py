@@ -74,11 +74,12 @@ class StyleExpertMetrics(io.ComfyNode):
                                     tooltip="CLIP ViT-L/14 for the aesthetic predictor (optional extra scorer)."),
                 io.Combo.Input("aesthetic_predictor", options=[NONE, *aesthetic_predictors()],
                                default=NONE, optional=True,
-                               tooltip="A LAION-style aesthetic MLP (layers.<i>.weight/bias) in models/styleexpert; only such "
-                                       "files are listed."),
+                               tooltip="A LAION-style aesthetic MLP (layers.<i>.weight/bias) in "
+                                       "models/styleexpert; only such files are listed."),
             ],
             outputs=[io.Float.Output(display_name="style_similarity",
-                                     tooltip="Mean cosine of output and style in the style encoder's space (1 = same)."),
+                                     tooltip="Mean cosine of output and style in the style encoder's space "
+                                             "(1 = same)."),
                      io.Float.Output(display_name="content_fidelity",
                                      tooltip="Mean SigLIP cosine of output and content (0 without content)."),
                      io.Image.Output(display_name="sheet", tooltip="Content | style | output side by side, scored."),

@@ -77,7 +77,8 @@ def first_tab(browser, frontend, comfy_server, artifacts_dir) -> None:
     page.wait_for_function("() => (window.app.nodeOutputs['2']?.images || []).length === 1", timeout=60_000)
     # The stock LoRA loader lists the baked file without a manual refresh.
     page.wait_for_function("() => window.LiteGraph.createNode('LoraLoaderModelOnly').widgets"
-                           ".find(w => w.name === 'lora_name').options.values.includes('readout_bake_00001_.safetensors')",
+                           ".find(w => w.name === 'lora_name').options.values"
+                           ".includes('readout_bake_00001_.safetensors')",
                            timeout=60_000)
     saved = page.evaluate("() => window.app.graph.serialize().nodes.find(n => n.id === 1)")
     assert saved["widgets_values"] == [CHECKPOINT, "(none)"]  # the readout is no widget value
@@ -130,7 +131,8 @@ def model_library_click_places_a_loader(page) -> None:
     page.click(".model-library-tab-button")
     page.get_by_text("styleexpert", exact=True).first.click()
     page.get_by_text(CHECKPOINT.removesuffix(".safetensors"), exact=True).first.click()
-    page.wait_for_function(f"() => window.app.graph.nodes.filter(n => n.type === 'StyleExpertLoader').length > {before}")
+    page.wait_for_function(
+        f"() => window.app.graph.nodes.filter(n => n.type === 'StyleExpertLoader').length > {before}")
     picked = page.evaluate("() => window.app.graph.nodes.filter(n => n.type === 'StyleExpertLoader').at(-1)"
                            ".widgets.find(w => w.name === 'ckpt_name').value")
     assert picked == CHECKPOINT

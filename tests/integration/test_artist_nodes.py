@@ -44,7 +44,8 @@ def test_every_node_is_named_styleexpert_and_every_socket_has_a_tooltip(pack):
         schema = node.GET_SCHEMA()
         assert node_id.startswith("StyleExpert") and schema.display_name.startswith("StyleExpert "), node_id
         missing += [f"{node_id} input {i.id}" for i in schema.inputs if not (i.tooltip or "").strip()]
-        missing += [f"{node_id} output {o.display_name or o.id}" for o in schema.outputs if not (o.tooltip or "").strip()]
+        missing += [f"{node_id} output {o.display_name or o.id}" for o in schema.outputs
+                    if not (o.tooltip or "").strip()]
     assert missing == []
     assert {"StyleExpertStylize", "StyleExpertSaveStyle", "StyleExpertLoadStyle"} <= set(pack)
     assert pack["StyleExpertStylize"].GET_SCHEMA().display_name == "StyleExpert Stylize"
@@ -77,16 +78,18 @@ def test_stylize_equals_the_detailed_chain(pack, expert, style, ckpt_name, tiny_
 @pytest.mark.parametrize("case", ["missing_file", "no_projector", "references_already", "empty_style", "tiny_content"])
 def test_stylize_refuses_bad_input_clearly(pack, comfy, ckpt_name, tiny_siglip, case):
     node = pack["StyleExpertStylize"]
-    inputs = dict(model=tiny_flux_patcher(), clip_vision=tiny_siglip, vae=FakeVAE(), conditioning=random_conditioning(3),
-                  content=CONTENT, style=STYLE_IMAGES, ckpt_name=ckpt_name, strength=1.0)
+    inputs = dict(model=tiny_flux_patcher(), clip_vision=tiny_siglip, vae=FakeVAE(),
+                  conditioning=random_conditioning(3), content=CONTENT, style=STYLE_IMAGES, ckpt_name=ckpt_name,
+                  strength=1.0)
     if case == "missing_file":
         assert "is not in models/styleexpert" in node.validate_inputs(ckpt_name="gone.safetensors")
         return
     if case == "no_projector":
         from safetensors.torch import save_file
         ckpt = tiny_checkpoint(seed=5)
+        official = ("loraA", "loraB", "shared_A", "shared_B", "cond_gate.weight")
         moe = {f"transformer.{m}.lora_layer.{n}": t.clone() for m, layer in ckpt.layers.items()
-               for n, t in zip(("loraA", "loraB", "shared_A", "shared_B", "cond_gate.weight"), layer.as_dict().values())}
+               for n, t in zip(official, layer.as_dict().values())}
         save_file(moe, str(folder(comfy, "styleexpert") / "stylize_moe_only.safetensors"))
         inputs["ckpt_name"], match = "stylize_moe_only.safetensors", "has no style projector.*convert-official"
     elif case == "references_already":
