@@ -10,7 +10,7 @@ from ..styleexpert_core.errors import InputError
 from ..styleexpert_core.finite import check_finite_number
 from .flux_patching import dynamic_into, merge_into
 from .payloads import LoadedStyleExpert, StyleLatent
-from .sockets import CATEGORY, StyleExpert, StyleLatentSocket
+from .sockets import CATEGORY, EXPERT_TOOLTIP, STYLE_TOOLTIP, StyleExpert, StyleLatentSocket
 
 KEEP = "from checkpoint"
 MODES = ["merge", "dynamic"]
@@ -101,7 +101,7 @@ class StyleExpertApply(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="StyleExpertApply",
-            display_name="Apply StyleExpert",
+            display_name="StyleExpert Apply",
             category=CATEGORY,
             description="Adds the StyleExpert experts routed by a style latent to a FLUX.1 Kontext MODEL. "
                         "merge: one LoRA-style patch per style (no per-step cost; ComfyUI patches and backs up "
@@ -109,16 +109,16 @@ class StyleExpertApply(io.ComfyNode):
                         "dynamic: instant apply, no weight backups, a small per-step cost; each sample may be "
                         "routed by its own latent (batches mixing styles).",
             inputs=[
-                io.Model.Input("model"),
-                StyleExpert.Input("styleexpert"),
-                StyleLatentSocket.Input("style"),
+                io.Model.Input("model", tooltip="The FLUX.1 Kontext MODEL (from Load Diffusion Model)."),
+                StyleExpert.Input("styleexpert", tooltip=EXPERT_TOOLTIP),
+                StyleLatentSocket.Input("style", tooltip=STYLE_TOOLTIP),
                 io.Combo.Input("mode", options=MODES, default="merge", tooltip=MODE_TOOLTIP),
                 strength_input("strength", "Multiplies the whole style delta."),
                 *strength_inputs(),
                 *routing_inputs(),
                 *percent_inputs(),
             ],
-            outputs=[io.Model.Output()],
+            outputs=[io.Model.Output(tooltip="The MODEL with the style's experts added; sample it as usual.")],
         )
 
     @classmethod

@@ -3,42 +3,37 @@
 from __future__ import annotations
 
 import os
-import re
 
 import folder_paths
 from comfy_api.latest import io, ui
 
 from ..styleexpert_core import Strengths, bake_style
-from ..styleexpert_core.errors import InputError
 from .apply import KEEP, overrides, routing_inputs, strength_inputs
+from .numbered_files import base_file_name, write_numbered
 from .payloads import LoadedStyleExpert, StyleLatent
-from .sockets import CATEGORY, StyleExpert, StyleLatentSocket
-
-SAFE_NAME = re.compile(r"[\w\-. ]+")  # used with fullmatch: no trailing newline slips through
-
+from .sockets import CATEGORY, EXPERT_TOOLTIP, STYLE_TOOLTIP, StyleExpert, StyleLatentSocket
 
 def lora_file_name(filename: str) -> str:
     """The base name for models/loras, or an error: no path parts, no hidden (dot) files."""
-    name = filename.strip().removesuffix(".safetensors")
-    if not name or not SAFE_NAME.fullmatch(name):
-        raise InputError(f"{filename!r} is not a usable file name: use letters, digits, spaces, '-', '_' and '.'.")
-    if name.startswith("."):
-        raise InputError(f"{filename!r} starts with '.', which makes a hidden file the LoRA list never shows; "
-                         "start the name with a letter or digit.")
-    return name
+    return base_file_name(filename, "the LoRA list")
 
 
 def bake_to_loras(expert: LoadedStyleExpert, style: StyleLatent, filename: str, strengths: Strengths,
                   overwrite: bool, top_k: int = 0, alignment: str = KEEP, routing_precision: str = KEEP) -> str:
+    """Bake into `<name>.safetensors` when overwriting, else into the next numbered file, so each run
+    with other settings keeps its own file. Returns the file name."""
     name = lora_file_name(filename)
     latents = style.check_for(expert)
     folder = folder_paths.get_folder_paths("loras")[0]
-    path = os.path.join(folder, f"{name}.safetensors")
-    if os.path.exists(path) and not overwrite:
-        raise InputError(f"{path} already exists; enable overwrite or choose another name.")
+
+    def write(path: str) -> None:
+        bake_style(expert.checkpoint, latents, path, name=expert.name, strengths=strengths,
+                   **overrides(top_k, alignment, routing_precision))
+
+    if not overwrite:
+        return os.path.basename(write_numbered(folder, name, write))
     os.makedirs(folder, exist_ok=True)
-    bake_style(expert.checkpoint, latents, path, name=expert.name, strengths=strengths,
-               **overrides(top_k, alignment, routing_precision))
+    write(os.path.join(folder, f"{name}.safetensors"))
     return f"{name}.safetensors"
 
 
@@ -53,16 +48,23 @@ class StyleExpertBakeLoRA(io.ComfyNode):
                         "LoRA loaders (fp8/GGUF models, other tools). Same result as Apply in merge mode with "
                         "the same strengths, top_k and alignment.",
             inputs=[
-                StyleExpert.Input("styleexpert"),
-                StyleLatentSocket.Input("style"),
-                io.String.Input("filename", default="styleexpert_baked"),
-                io.Float.Input("strength", default=1.0, min=-4.0, max=4.0, step=0.05),
-                io.Boolean.Input("overwrite", default=False),
+                StyleExpert.Input("styleexpert", tooltip=EXPERT_TOOLTIP),
+                StyleLatentSocket.Input("style", tooltip=STYLE_TOOLTIP),
+                io.String.Input("filename", default="styleexpert_baked",
+                                tooltip="Name of the LoRA file in models/loras; each run writes the next "
+                                        "numbered file, <name>_00001_.safetensors, <name>_00002_..."),
+                io.Float.Input("strength", default=1.0, min=-4.0, max=4.0, step=0.05,
+                               tooltip="Multiplies the whole style delta baked into the file."),
+                io.Boolean.Input("overwrite", default=False,
+                                 tooltip="On: write exactly <name>.safetensors, replacing it. Off: a new "
+                                         "numbered file each run, never replacing one."),
                 # Optional, so workflows saved before these inputs existed load unchanged.
                 *strength_inputs(optional=True),
                 *routing_inputs(optional=True),
             ],
-            outputs=[io.String.Output(display_name="lora_name")],
+            outputs=[io.String.Output(display_name="lora_name",
+                                      tooltip="The file written in models/loras (the LoRA loaders list it "
+                                              "once the run ends).")],
             is_output_node=True,
         )
 

@@ -11,7 +11,7 @@ from ..styleexpert_core.errors import InputError
 from ..styleexpert_core.finite import check_finite_image
 from .images import check_image_channels
 from .payloads import LoadedStyleExpert, StyleLatent
-from .sockets import CATEGORY, StyleExpert, StyleLatentSocket
+from .sockets import CATEGORY, EXPERT_TOOLTIP, StyleExpert, StyleLatentSocket
 
 ENCODE_MODES = ["mean", "per image"]
 CHUNK = 4  # all hidden states of one so400m image are ~91 MB in fp32
@@ -64,14 +64,16 @@ class StyleExpertEncodeStyle(io.ComfyNode):
             description="Encodes style reference image(s) into the style latent that routes the experts "
                         "(SigLIP layers -2/-11/-20 through the checkpoint's style projector).",
             inputs=[
-                StyleExpert.Input("styleexpert"),
+                StyleExpert.Input("styleexpert", tooltip=EXPERT_TOOLTIP),
                 io.ClipVision.Input("clip_vision", tooltip="SigLIP so400m-patch14-384 from Load CLIP Vision."),
                 io.Image.Input("images", tooltip="One or more style reference images."),
                 io.Combo.Input("mode", options=ENCODE_MODES, default="mean",
                                tooltip="mean: one latent for all images; per image: one latent each "
                                        "(for dynamic mode batches that mix styles)."),
             ],
-            outputs=[StyleLatentSocket.Output(display_name="STYLE_LATENT")],
+            outputs=[StyleLatentSocket.Output(display_name="STYLE_LATENT",
+                                              tooltip="The style latent that routes the experts (into Apply, Bake, "
+                                                      "Save Style).")],
         )
 
     @classmethod
@@ -95,12 +97,9 @@ class StyleExpertBlendStyles(io.ComfyNode):
             category=CATEGORY,
             description="Weighted interpolation of two to four style latents (weights are normalised to sum 1).",
             inputs=[
-                StyleLatentSocket.Input("style_a"), io.Float.Input("weight_a", **weight),
-                StyleLatentSocket.Input("style_b"), io.Float.Input("weight_b", **weight),
-                StyleLatentSocket.Input("style_c", optional=True), io.Float.Input("weight_c", optional=True, **weight),
-                StyleLatentSocket.Input("style_d", optional=True), io.Float.Input("weight_d", optional=True, **weight),
+                *(slot for name in "abcd" for slot in blend_slot(name, optional=name in "cd", weight=weight)),
             ],
-            outputs=[StyleLatentSocket.Output(display_name="STYLE_LATENT")],
+            outputs=[StyleLatentSocket.Output(display_name="STYLE_LATENT", tooltip="The weighted mix of the styles.")],
         )
 
     @classmethod
@@ -110,6 +109,14 @@ class StyleExpertBlendStyles(io.ComfyNode):
         pairs = [(s, w) for s, w in ((style_a, weight_a), (style_b, weight_b), (style_c, weight_c),
                                      (style_d, weight_d)) if s is not None]
         return io.NodeOutput(blend_styles(pairs))
+
+
+def blend_slot(name: str, optional: bool, weight: dict) -> tuple:
+    """One style input of Blend Styles and its weight."""
+    return (StyleLatentSocket.Input(f"style_{name}", optional=optional, tooltip=f"Style {name.upper()}" + (
+                " (optional)." if optional else ".")),
+            io.Float.Input(f"weight_{name}", optional=optional, tooltip=f"Weight of style {name.upper()}; the "
+                           "weights are normalised to sum 1.", **weight))
 
 
 def blend_styles(pairs: list[tuple[StyleLatent, float]]) -> StyleLatent:

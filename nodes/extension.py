@@ -9,11 +9,13 @@ from .loader import StyleExpertLoader
 from .metrics import StyleExpertMetrics
 from .reference import StyleExpertReferenceLatents
 from .routing_preview import StyleExpertRoutingPreview
+from .style_library import StyleExpertLoadStyle, StyleExpertSaveStyle
 from .style_references import StyleExpertLoadStyleFolder, StyleExpertStyleSimilarity
+from .stylize import StyleExpertStylize
 
 NODES = [StyleExpertLoader, StyleExpertEncodeStyle, StyleExpertApply, StyleExpertReferenceLatents,
-         StyleExpertRoutingPreview, StyleExpertBlendStyles, StyleExpertMetrics, StyleExpertBakeLoRA]
-NODES += [StyleExpertLoadStyleFolder, StyleExpertStyleSimilarity]  # style reference sets (issue 13)
+         StyleExpertRoutingPreview, StyleExpertBlendStyles, StyleExpertMetrics, StyleExpertBakeLoRA,
+         StyleExpertStylize, StyleExpertSaveStyle, StyleExpertLoadStyle, StyleExpertLoadStyleFolder, StyleExpertStyleSimilarity]
 
 
 class StyleExpertExtension(ComfyExtension):

@@ -42,7 +42,7 @@ class StyleExpertLoader(io.ComfyNode):
         files = folder_paths.get_filename_list(FOLDER)
         return io.Schema(
             node_id="StyleExpertLoader",
-            display_name="Load StyleExpert",
+            display_name="StyleExpert Load Checkpoint",
             category=CATEGORY,
             description="Loads StyleExpert experts (and style projector) from models/styleexpert: a native "
                         "StyleExpert file, or the official release's MoE file plus its projector file.",
@@ -51,16 +51,16 @@ class StyleExpertLoader(io.ComfyNode):
                 io.Combo.Input("projector_name", options=[NONE, *files], default=NONE, optional=True,
                                tooltip="Official style projector file, only when the checkpoint lacks one."),
             ],
-            outputs=[StyleExpert.Output(display_name="STYLEEXPERT")],
+            outputs=[StyleExpert.Output(display_name="STYLEEXPERT",
+                                         tooltip="The loaded experts (and style projector), for the other "
+                                                 "StyleExpert nodes.")],
         )
 
     @classmethod
     def validate_inputs(cls, ckpt_name: str, projector_name: str = NONE) -> bool | str:
         # V3 combos are not checked by the server: check the files exist before anything runs.
-        for name in (ckpt_name, projector_name):
-            if name != NONE and folder_paths.get_full_path(FOLDER, name) is None:
-                return f"'{name}' is not in models/{FOLDER}; put the file there and refresh."
-        return True
+        problems = [p for p in map(check_model_file, (ckpt_name, projector_name)) if p is not True]
+        return problems[0] if problems else True
 
     @classmethod
     def fingerprint_inputs(cls, ckpt_name: str, projector_name: str = NONE):
@@ -71,8 +71,21 @@ class StyleExpertLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, ckpt_name: str, projector_name: str = NONE) -> io.NodeOutput:
-        path = folder_paths.get_full_path_or_raise(FOLDER, ckpt_name)
-        projector = folder_paths.get_full_path_or_raise(FOLDER, projector_name) if projector_name != NONE else None
-        # ComfyUI's --disable-mmap: read the files without memory-mapping them.
-        expert = LoadedStyleExpert(load_checkpoint(path, projector, mmap=not comfy.utils.DISABLE_MMAP), ckpt_name)
+        expert = load_styleexpert(ckpt_name, projector_name)
         return io.NodeOutput(expert, ui=ui.PreviewText(describe(expert)))
+
+
+def check_model_file(name: str) -> bool | str:
+    """validate_inputs' answer for a file picked from models/styleexpert (V3 combos are not checked
+    by the server)."""
+    if name != NONE and folder_paths.get_full_path(FOLDER, name) is None:
+        return f"'{name}' is not in models/{FOLDER}; put the file there and refresh."
+    return True
+
+
+def load_styleexpert(ckpt_name: str, projector_name: str = NONE) -> LoadedStyleExpert:
+    """What the loader node outputs; StyleExpert Stylize loads through this too."""
+    path = folder_paths.get_full_path_or_raise(FOLDER, ckpt_name)
+    projector = folder_paths.get_full_path_or_raise(FOLDER, projector_name) if projector_name != NONE else None
+    # ComfyUI's --disable-mmap: read the files without memory-mapping them.
+    return LoadedStyleExpert(load_checkpoint(path, projector, mmap=not comfy.utils.DISABLE_MMAP), ckpt_name)

@@ -17,7 +17,8 @@ from .encode import image_features
 from .loader import NONE
 from .model_folder import FOLDER
 from .payloads import LoadedStyleExpert
-from .sockets import CATEGORY, StyleExpert
+from .predictor_files import aesthetic_predictors
+from .sockets import CATEGORY, EXPERT_TOOLTIP, StyleExpert
 
 THUMB = 224
 MEANINGS = {
@@ -75,21 +76,27 @@ class StyleExpertMetrics(io.ComfyNode):
                         "encoder space, and content fidelity to the content image (SigLIP embedding cosine). "
                         "Shows an annotated side-by-side sheet.",
             inputs=[
-                StyleExpert.Input("styleexpert"),
-                io.ClipVision.Input("clip_vision"),
-                io.Image.Input("output"),
-                io.Image.Input("style"),
-                io.Image.Input("content", optional=True),
+                StyleExpert.Input("styleexpert", tooltip=EXPERT_TOOLTIP),
+                io.ClipVision.Input("clip_vision", tooltip="SigLIP so400m-patch14-384 from Load CLIP Vision."),
+                io.Image.Input("output", tooltip="The stylised image(s) to score (e.g. from VAE Decode)."),
+                io.Image.Input("style", tooltip="The style reference image(s)."),
+                io.Image.Input("content", optional=True,
+                               tooltip="The content image, to score how much of it the output kept."),
                 io.ClipVision.Input("aesthetic_clip_vision", optional=True,
                                     tooltip="CLIP ViT-L/14 for the aesthetic predictor (optional extra scorer)."),
-                io.Combo.Input("aesthetic_predictor", options=[NONE, *folder_paths.get_filename_list(FOLDER)],
+                io.Combo.Input("aesthetic_predictor", options=[NONE, *aesthetic_predictors()],
                                default=NONE, optional=True,
-                               tooltip="A LAION-style aesthetic MLP (layers.<i>.weight/bias) in models/styleexpert."),
+                               tooltip="A LAION-style aesthetic MLP (layers.<i>.weight/bias) in "
+                                       "models/styleexpert; only such files are listed."),
             ],
-            outputs=[io.Float.Output(display_name="style_similarity"),
-                     io.Float.Output(display_name="content_fidelity"),
-                     io.Image.Output(display_name="sheet"),
-                     io.Float.Output(display_name="aesthetic")],
+            outputs=[io.Float.Output(display_name="style_similarity",
+                                     tooltip="Mean cosine of output and style in the style encoder's space "
+                                             "(1 = same)."),
+                     io.Float.Output(display_name="content_fidelity",
+                                     tooltip="Mean SigLIP cosine of output and content (0 without content)."),
+                     io.Image.Output(display_name="sheet", tooltip="Content | style | output side by side, scored."),
+                     io.Float.Output(display_name="aesthetic",
+                                     tooltip="Mean aesthetic predictor score (0 when no predictor is chosen).")],
             is_output_node=True,
         )
 

@@ -156,9 +156,9 @@ class StyleExpertReferenceLatents(io.ComfyNode):
                         "MegaStyle's (style at index 0 to the right of the image, at the image's size). Scale "
                         "images to a Kontext resolution first (FluxKontextImageScale).",
             inputs=[
-                io.Model.Input("model"),
-                io.Conditioning.Input("conditioning"),
-                io.Vae.Input("vae"),
+                io.Model.Input("model", tooltip="The FLUX.1 Kontext MODEL."),
+                io.Conditioning.Input("conditioning", tooltip="The positive prompt (CLIP Text Encode)."),
+                io.Vae.Input("vae", tooltip="The Flux VAE, to encode the reference images."),
                 io.Image.Input("content", optional=True,
                                tooltip="Leave empty when a ReferenceLatent node earlier in the chain already "
                                        "added the content."),
@@ -166,7 +166,9 @@ class StyleExpertReferenceLatents(io.ComfyNode):
                                tooltip="Also feed the style image as tokens (the checkpoint must have been "
                                        "trained with style tokens; otherwise the style reaches the model "
                                        "only through the router)."),
-                io.Combo.Input("layout", options=LAYOUTS, default="official"),
+                io.Combo.Input("layout", options=LAYOUTS, default="official",
+                               tooltip="official: the StyleExpert release's layout; megastyle: MegaStyle's "
+                                       "(style beside the image)."),
                 io.Latent.Input("target", optional=True,
                                 tooltip="MegaStyle layout: the LATENT being sampled. The style image is resized "
                                         "to its size, as MegaStyle was trained (without it, a style of another "
@@ -179,7 +181,10 @@ class StyleExpertReferenceLatents(io.ComfyNode):
                                        "cuts the conditioning to the length stored in the connected checkpoint "
                                        "(128 for the official release; native files without it are kept)."),
             ],
-            outputs=[io.Model.Output(), io.Conditioning.Output()],
+            outputs=[io.Model.Output(tooltip="The MODEL with the style reference's position ids (unchanged "
+                                             "without a style image)."),
+                     io.Conditioning.Output(tooltip="The conditioning with the reference latents; connect to "
+                                                    "the sampler's positive input.")],
         )
 
     @classmethod

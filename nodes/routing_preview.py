@@ -12,7 +12,7 @@ from ..styleexpert_core.routing_chart import routing_chart, style_fingerprint
 from ..styleexpert_core.visualize import routing_summary, routing_table
 from .apply import KEEP, overrides
 from .payloads import LoadedStyleExpert, StyleLatent
-from .sockets import CATEGORY, StyleExpert, StyleLatentSocket
+from .sockets import CATEGORY, EXPERT_TOOLTIP, STYLE_TOOLTIP, StyleExpert, StyleLatentSocket
 
 
 class StyleExpertRoutingPreview(io.ComfyNode):
@@ -27,13 +27,15 @@ class StyleExpertRoutingPreview(io.ComfyNode):
                         "fingerprint; the per-layer picks as text. The node's view refreshes when the style "
                         "image or checkpoint changes, before any sampling.",
             inputs=[
-                StyleExpert.Input("styleexpert"),
-                StyleLatentSocket.Input("style"),
+                StyleExpert.Input("styleexpert", tooltip=EXPERT_TOOLTIP),
+                StyleLatentSocket.Input("style", tooltip=STYLE_TOOLTIP),
                 io.Int.Input("index", default=0, min=0, max=4096, tooltip="Which latent of a batch to show."),
                 io.Int.Input("top_k", default=0, min=0, max=64, tooltip="0 keeps the checkpoint's value."),
-                io.Combo.Input("alignment", options=[KEEP, "official", "paper"], default=KEEP),
+                io.Combo.Input("alignment", options=[KEEP, "official", "paper"], default=KEEP,
+                               tooltip="How scores meet experts; keep the checkpoint's value."),
             ],
-            outputs=[io.Image.Output(display_name="heatmap"), io.String.Output(display_name="routing")],
+            outputs=[io.Image.Output(display_name="heatmap", tooltip="Layers x experts, brighter = larger gate."),
+                     io.String.Output(display_name="routing", tooltip="The experts each layer picks, as text.")],
             is_output_node=True,
         )
 

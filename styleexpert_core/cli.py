@@ -1,4 +1,5 @@
-"""`python -m styleexpert_core`: inspect, convert the official release, bake a style into a LoRA."""
+"""`python -m styleexpert_core`: inspect, convert the official release, bake a style into a LoRA, make a
+preview card for the Model Library."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import torch
 
 from .config import ROUTING_PRECISIONS
 from .errors import InputError, StyleExpertError
+from .preview_card import checkpoint_card, preview_path
+from .safe_write import write_atomically
 from .formats import bake_style, load_checkpoint, load_official, read_safetensors, save_native
 from .style import Strengths
 
@@ -51,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="override the precision the router picks experts in (keep the checkpoint's)")
     s.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="tensor dtype of the LoRA file")
     s.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    s = sub.add_parser("preview", help="write a preview card <name>.preview.png beside a checkpoint, for "
+                                       "ComfyUI's Model Library")
+    s.add_argument("file", help="native .safetensors or official MoE file")
+    s.add_argument("--projector", help="official projector file to read alongside an official MoE file")
+    s.add_argument("-o", "--output", help="PNG to write (default: <file without extension>.preview.png beside it)")
+    s.add_argument("--force", action="store_true", help="overwrite an existing preview")
     return p
 
 
@@ -125,6 +134,11 @@ def run(args: argparse.Namespace) -> int:
                             name=Path(args.checkpoint).name, strengths=strengths, alignment=args.alignment,
                             top_k=args.top_k, routing_precision=args.routing_precision, dtype=DTYPES[args.dtype])
         print(f"wrote {out} ({layers} layers)")
+    elif args.command == "preview":
+        out = _check_output(args.output or str(preview_path(args.file)), args.force, (args.file, args.projector))
+        card = checkpoint_card(load_checkpoint(args.file, args.projector), Path(args.file).name)
+        write_atomically(out, lambda tmp: card.save(tmp, format="PNG"))
+        print(f"wrote {out}")
     return 0
 
 

@@ -129,6 +129,14 @@ def retrieval_query_count(labels: Sequence[Any] | torch.Tensor) -> int:
     return int((torch.bincount(codes)[codes] > 1).sum())
 
 
+def is_aesthetic_predictor(keys: set[str]) -> bool:
+    """Whether a file's tensor names are those of a LAION-style aesthetic MLP: only `layers.<i>.weight`
+    and `layers.<i>.bias` (StyleExpert checkpoints and projectors never look like that)."""
+    parts = [k.split(".") for k in keys]
+    return bool(keys) and all(len(p) == 3 and p[0] == "layers" and p[1].isdigit() and p[2] in ("weight", "bias")
+                              for p in parts)
+
+
 def aesthetic_mlp_from_state_dict(sd: dict[str, torch.Tensor], source: str) -> torch.nn.Sequential:
     """The LAION predictor's Linear stack (its Dropouts are no-ops at eval; it has no activations)."""
     sd = {k.removeprefix("layers."): v for k, v in sd.items()}

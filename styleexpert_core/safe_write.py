@@ -34,3 +34,13 @@ def write_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> N
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def reserve_new_file(path: str | os.PathLike) -> bool:
+    """Create `path` empty, exclusively: True if this call created it, False if it already existed.
+    A writer that then replaces it atomically never replaces anyone else's file."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        return True
+    except FileExistsError:
+        return False

@@ -97,6 +97,28 @@ def read_tensors(path: str | os.PathLike, *, mmap: bool = True) -> tuple[dict[st
     return read_safetensors(path, mmap=mmap)
 
 
+def tensor_file_keys(path: str | os.PathLike) -> set[str]:
+    """The tensor names of a file without reading its tensors: a safetensors header, or the keys of a
+    .pt/.pth/.bin state dict (memory-mapped, weights_only)."""
+    path = Path(path)
+    if path.suffix.lower() not in STATE_DICT_SUFFIXES:
+        _check_not_pickle(path)
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                return set(f.keys())
+        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"{path}: not a readable .safetensors file ({e}).") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # the restricted unpickler raises many types
+        raise CheckpointError(f"{path}: cannot be read as a tensor state dict ({e}).") from None
+    for key in WRAPPER_KEYS:
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    return set(obj) if isinstance(obj, dict) else set()
+
+
 def read_tensor_file(path: str | os.PathLike, *, mmap: bool = True) -> dict[str, torch.Tensor]:
     """Tensors of a .safetensors file, or of a .pt/.pth/.bin state dict read with weights_only=True
     (optionally nested under one of WRAPPER_KEYS). Used for the official projector and for

@@ -15,7 +15,8 @@ from styleexpert_files import TINY_FLUX, write_tiny_checkpoint
 
 pytestmark = pytest.mark.comfyui
 NODE_IDS = {"StyleExpertLoader", "StyleExpertEncodeStyle", "StyleExpertApply", "StyleExpertReferenceLatents",
-            "StyleExpertRoutingPreview", "StyleExpertBlendStyles", "StyleExpertMetrics", "StyleExpertBakeLoRA"}
+            "StyleExpertRoutingPreview", "StyleExpertBlendStyles", "StyleExpertMetrics", "StyleExpertBakeLoRA",
+            "StyleExpertStylize", "StyleExpertSaveStyle", "StyleExpertLoadStyle"}
 
 
 def run(node_class, **inputs):
@@ -286,9 +287,7 @@ def test_bake_node_writes_a_lora_the_stock_loader_reads(pack, expert, styles, co
     style = single(styles, 1)
     name = run(pack["StyleExpertBakeLoRA"], styleexpert=expert, style=style, filename="bake node test",
                strength=0.7, overwrite=True).result[0]
-    assert name == "bake node test.safetensors"
-    with pytest.raises(Exception, match="already exists"):
-        run(pack["StyleExpertBakeLoRA"], styleexpert=expert, style=style, filename="bake node test")
+    assert name == "bake node test.safetensors"  # overwrite: exactly that name
     with pytest.raises(Exception, match="not a usable file name"):
         run(pack["StyleExpertBakeLoRA"], styleexpert=expert, style=style, filename="../escape")
     base = tiny_flux_patcher()

@@ -231,7 +231,7 @@ def test_bake_refuses_a_nan_strength_and_writes_nothing(server):
 def test_bake_never_touches_an_unrelated_file_named_like_its_temp_file(server):
     unrelated = loras_folder(server) / "kept.safetensors.tmp"
     unrelated.write_bytes(b"someone else's data")
-    server.run_prompt(bake_prompt("kept"), timeout=180)
+    server.run_prompt(bake_prompt("kept", overwrite=True), timeout=180)
     assert unrelated.read_bytes() == b"someone else's data"
     assert (loras_folder(server) / "kept.safetensors").is_file()
     assert sorted(os.listdir(loras_folder(server))) == ["kept.safetensors", "kept.safetensors.tmp"]

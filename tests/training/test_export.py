@@ -1,6 +1,7 @@
 """Export: a stage-2 experts file + a stage-1 projector file -> one native file the core loads."""
 
 import torch
+from PIL import Image
 
 from styleexpert_core.config import MoEConfig
 from styleexpert_core.formats import load_checkpoint, load_native
@@ -23,3 +24,5 @@ def test_merge_round_trip(tiny, tmp_path):
     assert merged.info["style_token_concat"] == "true"
     assert torch.equal(merged.layers["transformer_blocks.0.attn.to_q"].gate, layer.gate)
     assert merged.projector_config == tiny["projector_config"]
+    with Image.open(tmp_path / "m.preview.png") as card:  # its picture in ComfyUI's Model Library
+        assert card.size == (384, 384)

@@ -5,7 +5,8 @@
 
 The result is one file the StyleExpertLoader node reads: expert layers, the projector that
 produced the router inputs, and metadata (experts, rank, top_k, cond_dim, scale rule,
-alignment, SigLIP layers, key naming, base model). Routers and projector must agree on
+alignment, SigLIP layers, key naming, base model); beside it, `<name>.preview.png`, the file's
+card in ComfyUI's Model Library. Routers and projector must agree on
 cond_dim; the core refuses the file otherwise.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from styleexpert_core.formats import StyleExpertCheckpoint, load_checkpoint, save_native
+from styleexpert_core.preview_card import write_preview
 
 from ..checkpoints import load_projector_checkpoint
 from ..config import check, config_main
@@ -31,10 +33,12 @@ class ExportConfig:
 
 
 def merge(experts: str | Path, projector: str | Path, out: str | Path) -> Path:
+    """Write the merged file, and its Model Library preview card `<name>.preview.png` beside it."""
     ckpt = load_checkpoint(experts)
     stage1 = load_projector_checkpoint(projector)
-    save_native(StyleExpertCheckpoint(ckpt.config, ckpt.layers, stage1.projector, stage1.projector_config, ckpt.info),
-                out)
+    merged = StyleExpertCheckpoint(ckpt.config, ckpt.layers, stage1.projector, stage1.projector_config, ckpt.info)
+    save_native(merged, out)
+    write_preview(merged, out)
     return Path(out)
 
 

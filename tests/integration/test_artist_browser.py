@@ -1,0 +1,138 @@
+"""The artist-facing UI in the real frontend (headless Chromium): readouts on the nodes that survive a
+cached re-run in a new tab and a page reload, Load Style's thumbnail, the LoRA list refreshed after
+Bake, and a checkpoint clicked in the Model Library placing a StyleExpert loader.
+
+The screenshot `loader_readout.png` (tests/artifacts/) is the README's picture of the readouts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from styleexpert_core.style_file import save_style, thumbnail_png
+from styleexpert_files import write_tiny_checkpoint
+
+pytestmark = [pytest.mark.comfyui, pytest.mark.browser, pytest.mark.slow]
+CHECKPOINT, STYLE = "browser_readout.safetensors", "browser_style_00001_.safetensors"
+
+
+def readout(page, node_id: int) -> str:
+    return page.evaluate(f"() => String((window.app.graph.getNodeById({node_id}).widgets || [])"
+                         ".find(w => w.name === 'styleexpert_info')?.value ?? '')")
+
+
+def wait_for_readout(page, node_id: int, text: str, timeout: int = 120_000) -> None:
+    page.wait_for_function(f"() => (window.app.graph.getNodeById({node_id})?.widgets || []).some("
+                           f"w => w.name === 'styleexpert_info' && String(w.value).includes({text!r}))",
+                           timeout=timeout)
+
+
+def workflow() -> dict:
+    """Load Checkpoint and Load Style into Bake LoRA: real nodes only, and quick on a CPU."""
+    def node(id_, type_, pos, size, widgets, inputs=(), outputs=()):
+        return {"id": id_, "type": type_, "pos": pos, "size": size, "flags": {}, "order": id_ - 1, "mode": 0,
+                "inputs": list(inputs), "outputs": list(outputs), "properties": {}, "widgets_values": widgets}
+    return {
+        "last_node_id": 3, "last_link_id": 2, "version": 0.4, "groups": [], "config": {}, "extra": {},
+        "links": [[1, 1, 0, 3, 0, "STYLEEXPERT"], [2, 2, 0, 3, 1, "STYLE_LATENT"]],
+        "nodes": [
+            node(1, "StyleExpertLoader", [40, 40], [380, 230], [CHECKPOINT, "(none)"],
+                 outputs=[{"name": "STYLEEXPERT", "type": "STYLEEXPERT", "links": [1]}]),
+            node(2, "StyleExpertLoadStyle", [40, 320], [380, 380], [STYLE],
+                 outputs=[{"name": "STYLE_LATENT", "type": "STYLE_LATENT", "links": [2]}]),
+            node(3, "StyleExpertBakeLoRA", [480, 40], [420, 330], ["readout_bake", 1.0, False],
+                 inputs=[{"name": "styleexpert", "type": "STYLEEXPERT", "link": 1},
+                         {"name": "style", "type": "STYLE_LATENT", "link": 2}],
+                 outputs=[{"name": "lora_name", "type": "STRING", "links": []}]),
+        ],
+    }
+
+
+def test_readouts_thumbnail_list_refresh_and_model_library(browser, comfy_server, artifacts_dir):
+    models = comfy_server.base_dir / "models"
+    write_tiny_checkpoint(models / "styleexpert", CHECKPOINT)
+    (models / "styleexpert_styles").mkdir(parents=True, exist_ok=True)
+    y, x = torch.meshgrid(torch.linspace(0, 1, 96), torch.linspace(0, 1, 96), indexing="ij")
+    waves = torch.stack([0.5 + 0.5 * torch.sin(9 * x + 4 * y), 0.4 + 0.3 * torch.cos(7 * y), 0.6 - 0.4 * x], -1)
+    rings = torch.stack([0.5 + 0.5 * torch.cos(30 * ((x - .5) ** 2 + (y - .5) ** 2) ** .5), 0.3 * y, 0.8 - 0.5 * y], -1)
+    images = torch.stack([waves, rings]).clamp(0, 1)  # two "style references" that read well in the picture
+    save_style(models / "styleexpert_styles" / STYLE, torch.randn(1, 48), "browser_style", None, thumbnail_png(images))
+    frontend = browser.open(comfy_server.url)  # opened after the files were written: the lists hold them
+    try:
+        first_tab(browser, frontend, comfy_server, artifacts_dir)
+    finally:
+        frontend.close()
+
+
+def first_tab(browser, frontend, comfy_server, artifacts_dir) -> None:
+    models = comfy_server.base_dir / "models"
+    page = frontend.page
+    report = frontend.load_workflow(workflow())
+    assert report.problems() == [], report
+    page.evaluate("() => window.app.queuePrompt(0, 1)")
+    wait_for_readout(page, 1, "experts x rank")
+    wait_for_readout(page, 3, "wrote models/loras/readout_bake_00001_.safetensors")
+    assert "6 experts x rank 4, top_k 2 + shared" in readout(page, 1)
+    # Load Style shows the saved thumbnail (ComfyUI's preview images, as LoadImage shows its picture).
+    page.wait_for_function("() => (window.app.nodeOutputs['2']?.images || []).length === 1", timeout=60_000)
+    # The stock LoRA loader lists the baked file without a manual refresh.
+    page.wait_for_function("() => window.LiteGraph.createNode('LoraLoaderModelOnly').widgets"
+                           ".find(w => w.name === 'lora_name').options.values"
+                           ".includes('readout_bake_00001_.safetensors')",
+                           timeout=60_000)
+    saved = page.evaluate("() => window.app.graph.serialize().nodes.find(n => n.id === 1)")
+    assert saved["widgets_values"] == [CHECKPOINT, "(none)"]  # the readout is no widget value
+    assert "experts x rank" in saved["properties"]["styleexpert_readout"]
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(artifacts_dir / "loader_readout.png"))
+
+    # A new tab re-queues the same workflow: ComfyUI serves the loader from its cache (no readout is
+    # sent), and the node still shows its readout.
+    kept = frontend.current_workflow()
+    tab = browser.open(comfy_server.url)
+    try:
+        tab.load_workflow(kept)
+        wait_for_readout(tab.page, 1, "experts x rank", 10_000)  # shown on load, before any run
+        prompt_id = tab.page.evaluate("async () => (await window.app.queuePrompt(0, 1))?.prompt_id ?? null")
+        history = comfy_server.wait_history(prompt_id) if prompt_id else wait_last(comfy_server)
+        cached = [m[1]["nodes"] for m in history["status"]["messages"] if m[0] == "execution_cached"]
+        assert cached and "1" in cached[0]
+        wait_for_readout(tab.page, 1, "experts x rank", 10_000)
+        assert not (models / "loras" / "readout_bake_00002_.safetensors").exists()  # cached: no second file
+        model_library_click_places_a_loader(tab.page)
+    finally:
+        tab.close()
+
+    page.reload()  # a page reload restores the workflow with its readouts
+    page.wait_for_function("() => !!(window.app && window.app.vueAppReady && window.app.graph?.getNodeById(1))",
+                           timeout=120_000)
+    wait_for_readout(page, 1, "experts x rank", 10_000)
+
+
+def wait_last(server) -> dict:
+    """The newest history entry (queuePrompt returned no id)."""
+    import time
+    for _ in range(240):
+        queue = server.get_json("/queue")
+        if not queue["queue_running"] and not queue["queue_pending"]:
+            break
+        time.sleep(0.5)
+    history = server.get_json("/history", {"max_items": 1})
+    return next(iter(history.values()))
+
+
+def model_library_click_places_a_loader(page) -> None:
+    """Clicking a checkpoint in the frontend's Model Library adds a loader with that file picked."""
+    provider = page.evaluate("() => { const s = document.querySelector('#vue-app').__vue_app__.config"
+                             ".globalProperties.$pinia._s.get('modelToNode');"
+                             " return s.getNodeProvider('styleexpert')?.nodeDef?.name ?? null; }")
+    assert provider == "StyleExpertLoader"
+    before = page.evaluate("() => window.app.graph.nodes.filter(n => n.type === 'StyleExpertLoader').length")
+    page.click(".model-library-tab-button")
+    page.get_by_text("styleexpert", exact=True).first.click()
+    page.get_by_text(CHECKPOINT.removesuffix(".safetensors"), exact=True).first.click()
+    page.wait_for_function(
+        f"() => window.app.graph.nodes.filter(n => n.type === 'StyleExpertLoader').length > {before}")
+    picked = page.evaluate("() => window.app.graph.nodes.filter(n => n.type === 'StyleExpertLoader').at(-1)"
+                           ".widgets.find(w => w.name === 'ckpt_name').value")
+    assert picked == CHECKPOINT
