@@ -12,6 +12,7 @@ Prints overlapping node boxes, if any (tests/integration/test_workflows_browser.
 
 from __future__ import annotations
 
+import io
 import sys
 import tempfile
 from pathlib import Path
@@ -28,7 +29,19 @@ from comfy_harness.server import ComfyServer  # noqa: E402
 
 WORKFLOWS = ROOT / "example_workflows"
 README_IMAGES = ROOT / "docs" / "images"
-THUMBNAIL_WIDTH = 640
+THUMBNAIL_SIZE = 512  # the template browser shows thumbnails in square cards
+CANVAS_COLOUR = (33, 33, 33)  # around the graph where it is not square
+# Zoom the canvas onto the groups (the graph without its note) and return their box in page pixels.
+FIT_GROUPS = """() => {
+    const canvas = window.app.canvas, ds = canvas.ds, rect = canvas.canvas.getBoundingClientRect();
+    const boxes = window.app.graph.groups.map(g => g._bounding);
+    const gx = Math.min(...boxes.map(b => b[0])), gy = Math.min(...boxes.map(b => b[1]));
+    const gw = Math.max(...boxes.map(b => b[0] + b[2])) - gx, gh = Math.max(...boxes.map(b => b[1] + b[3])) - gy;
+    ds.fitToBounds([gx, gy, gw, gh]);
+    canvas.setDirty(true, true);
+    const x = v => (v + ds.offset[0]) * ds.scale + rect.left, y = v => (v + ds.offset[1]) * ds.scale + rect.top;
+    return {x: x(gx), y: y(gy), width: gw * ds.scale, height: gh * ds.scale};
+}"""
 
 
 def image_name(workflow: Path) -> str:
@@ -47,10 +60,17 @@ def overlapping(boxes: list[dict]) -> list[tuple[int, int]]:
     return pairs
 
 
-def thumbnail(screenshot: Path, target: Path) -> None:
-    image = Image.open(screenshot).convert("RGB")
-    height = round(image.height * THUMBNAIL_WIDTH / image.width)
-    image.resize((THUMBNAIL_WIDTH, height), Image.LANCZOS).save(target, quality=85, optimize=True)
+def thumbnail(page, target: Path) -> None:
+    """The whole graph (its groups), centred on a square of the canvas colour: the cards are square."""
+    page.set_viewport_size({"width": 2560, "height": 1440})
+    page.wait_for_timeout(500)  # the canvas follows the new window size on its next frame
+    region = page.evaluate(FIT_GROUPS)
+    page.wait_for_timeout(300)
+    graph = Image.open(io.BytesIO(page.screenshot(clip=region))).convert("RGB")
+    side = max(graph.size)
+    square = Image.new("RGB", (side, side), CANVAS_COLOUR)
+    square.paste(graph, ((side - graph.width) // 2, (side - graph.height) // 2))
+    square.resize((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.LANCZOS).save(target, quality=85, optimize=True)
 
 
 def main() -> int:
@@ -71,7 +91,7 @@ def main() -> int:
                 report = page.load_workflow(json.loads(path.read_text()), screenshot=shot)
                 if report.problems():
                     print(f"{path.name}: {dump_report(report)}", file=sys.stderr)
-                thumbnail(shot, path.with_suffix(".jpg"))
+                thumbnail(page.page, path.with_suffix(".jpg"))
                 clashes = overlapping(page.layout()["nodes"])
                 print(f"{path.name}: {shot.relative_to(ROOT)}, {path.with_suffix('.jpg').name}"
                       + (f"; OVERLAPPING nodes {clashes}" if clashes else ""))
