@@ -94,9 +94,10 @@ BAKE_DEFAULTS = ["styleexpert_baked", 1.0, False, 1.0, 1.0, 1.0, 1.0, 0, "from c
 # Heights of the node bodies (the frontend grows a node to fit its widgets, never shrinks it):
 # at least what frontend 1.27.10 computes, so the stacked layout below holds in the real editor.
 HEIGHTS = {"LoadImage": 330, "CLIPTextEncode": 150, "KSampler": 262, "SaveImage": 420, "StyleExpertApply": 298,
-           "StyleExpertReferenceLatents": 170, "StyleExpertBakeLoRA": 298, "StyleExpertMetrics": 170,
-           "StyleExpertRoutingPreview": 130, "PreviewAny": 240, "StyleExpertBlendStyles": 170,
-           "DualCLIPLoader": 130, "StyleExpertLoader": 120, "UNETLoader": 82, "KSamplerAdvanced": 330}
+           "StyleExpertReferenceLatents": 220, "StyleExpertEncodeStyle": 110, "StyleExpertBakeLoRA": 298,
+           "StyleExpertMetrics": 170, "StyleExpertRoutingPreview": 130, "PreviewAny": 240,
+           "StyleExpertBlendStyles": 200, "DualCLIPLoader": 130, "StyleExpertLoader": 120, "UNETLoader": 82,
+           "LoraLoaderModelOnly": 90}
 DEFAULT_HEIGHT = 80
 WIDTH = 340
 TITLE = 30  # the node title bar sits above `pos`
@@ -248,7 +249,7 @@ def sample_and_save(g: Graph, n: dict, model: tuple[int, int], positive: tuple[i
     dec = col.add("VAEDecode")
     g.link(ks, 0, dec, "samples")
     g.link(n["vae"], 0, dec, "vae")
-    save = Column(g, index + 1).add("SaveImage", [prefix], width=400)
+    save = Column(g, index + 1).add("SaveImage", [prefix], width=380)
     g.link(dec, 0, save, "images")
     g.group("Sample and save", ids + [ks, dec, save], COLOURS["sample"])
     return dec
@@ -403,7 +404,7 @@ def baked_lora() -> Graph:
     dec = col.add("VAEDecode")
     g.link(ks, 0, dec, "samples")
     g.link(n["vae"], 0, dec, "vae")
-    save = Column(g, 4, top).add("SaveImage", ["styleexpert/baked"], width=400)
+    save = Column(g, 4, top).add("SaveImage", ["styleexpert/baked"], width=380)
     g.link(dec, 0, save, "images")
     step2 = list(range(first, len(g.nodes) + 1))
     g.mute(step2)

@@ -40,7 +40,7 @@ def server(comfy_server):
 
 def test_the_pack_put_the_example_images_into_input(server):
     """The templates' Load Image nodes validate on a fresh install: the pack copied their images on start."""
-    listed = server.object_info("LoadImage")["LoadImage"]["input"]["required"]["image"][0]
+    listed = server.object_info("LoadImage")["input"]["required"]["image"][0]
     for image in sorted((FOLDER / "images").glob("*.png")):
         assert (server.base_dir / "input" / image.name).read_bytes() == image.read_bytes()
         assert image.name in listed
