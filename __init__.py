@@ -1,6 +1,7 @@
 """StyleExpert for ComfyUI: reference-image style transfer on FLUX.1 Kontext with routed LoRA experts.
 
-Importing this package registers the `models/styleexpert` folder (when running inside ComfyUI),
+Importing this package registers the `models/styleexpert` folder and copies the example
+workflows' images into the input folder where missing (when running inside ComfyUI), registers
 the routing preview route (inside a running ComfyUI server) and exposes the V3 entry point; it
 does nothing else.
 """
@@ -39,5 +40,18 @@ def _register_routes() -> None:
 
 
 _register_routes()
+
+
+def _copy_example_images() -> None:
+    try:
+        import folder_paths
+    except ImportError:  # outside ComfyUI there is no input folder
+        return
+    from .nodes.example_inputs import copy_example_images
+
+    copy_example_images(folder_paths.get_input_directory())
+
+
+_copy_example_images()
 
 __all__ = ["WEB_DIRECTORY", "comfy_entrypoint"]

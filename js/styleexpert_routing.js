@@ -1,5 +1,5 @@
 // StyleExpert Routing Preview: a live routing chart on the node, before any sampling.
-// Whenever the checkpoint (Load StyleExpert), the CLIP vision model or the style image (Load Image)
+// Whenever the checkpoint (StyleExpert Load Checkpoint), the CLIP vision model or the style image (Load Image)
 // upstream of the node's Encode Style changes, or the node's own top_k/alignment, the chart is
 // fetched from POST /styleexpert/routing_preview and shown on the node with its style fingerprint.
 import { app } from "../../scripts/app.js";
@@ -42,7 +42,7 @@ function liveView(node) {
   const status = document.createElement("div");
   status.className = "styleexpert-live-status";
   status.style.cssText = "font:12px sans-serif;opacity:0.8;white-space:normal";
-  status.textContent = "Routing preview: connect Load StyleExpert, and Encode Style with Load CLIP Vision and Load Image.";
+  status.textContent = "Routing preview: connect StyleExpert Load Checkpoint, and Encode Style with Load CLIP Vision and Load Image.";
   const img = document.createElement("img");
   img.className = "styleexpert-live-chart";
   img.style.cssText = "flex:1;min-height:0;object-fit:contain;width:100%";

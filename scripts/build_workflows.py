@@ -1,10 +1,16 @@
-"""Writes the example workflows in workflows/ (ComfyUI UI format, as the editor saves them).
+"""Writes the example workflows in example_workflows/ (ComfyUI UI format, as the editor saves them).
 
     python scripts/build_workflows.py
 
-The graphs are described here once; the JSON files are generated, committed, and checked by
-the integration tests (converted to API format against a live server, and opened in the
-real frontend).
+ComfyUI lists the JSON files of a pack's example_workflows/ folder under Workflow -> Browse
+Templates, titled by file name, with `<name>.jpg` beside a file as its thumbnail
+(scripts/render_workflow_images.py makes those from the real frontend). The graphs are described
+here once, one function per workflow (add one to WORKFLOWS for a new template); the JSON files are
+generated, committed, and checked by the tests (laid out without overlaps in the real frontend,
+converted to API format and run on a live server).
+
+Loader nodes carry `properties.models` ({name, url, directory}) for the files they name, so the
+frontend's missing-models dialog offers the download.
 """
 
 from __future__ import annotations
@@ -12,11 +18,27 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parents[1] / "workflows"
+OUT = Path(__file__).resolve().parents[1] / "example_workflows"
 KONTEXT = "flux1-kontext-dev.safetensors"
-SIGLIP = "siglip_vision_patch14_384.safetensors"
+SIGLIP = "sigclip_vision_patch14_384.safetensors"
 CHECKPOINT = "styleexpert.safetensors"
+BAKED_LORA = "styleexpert_baked_00001_.safetensors"  # what Bake writes first: numbered like ComfyUI's save nodes
+CONTENT, STYLE_A, STYLE_B = "styleexpert_content.png", "styleexpert_style_a.png", "styleexpert_style_b.png"
 PROMPT = "Restyle the image in the style of the reference, keeping its layout and subject."
+
+# Where each file the loaders name comes from (checked against ComfyUI's own Kontext template and
+# the repos' file lists); the StyleExpert checkpoint and the baked LoRA are made locally, so they have none.
+HF = "https://huggingface.co"
+MODEL_FILES = {
+    KONTEXT: (f"{HF}/black-forest-labs/FLUX.1-Kontext-dev/resolve/main/{KONTEXT}", "diffusion_models"),
+    "clip_l.safetensors": (f"{HF}/comfyanonymous/flux_text_encoders/resolve/main/clip_l.safetensors",
+                           "text_encoders"),
+    "t5xxl_fp8_e4m3fn.safetensors": (f"{HF}/comfyanonymous/flux_text_encoders/resolve/main/"
+                                     "t5xxl_fp8_e4m3fn.safetensors", "text_encoders"),
+    "ae.safetensors": (f"{HF}/Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/split_files/vae/ae.safetensors",
+                       "vae"),
+    SIGLIP: (f"{HF}/Comfy-Org/sigclip_vision_384/resolve/main/{SIGLIP}", "clip_vision"),
+}
 
 # type -> (socket inputs [(name, type)], outputs [(name, type)])
 SIGNATURES = {
@@ -58,27 +80,55 @@ SIGNATURES = {
                             ("style", "IMAGE"), ("content", "IMAGE")],
                            [("style_similarity", "FLOAT"), ("content_fidelity", "FLOAT"), ("sheet", "IMAGE"),
                             ("aesthetic", "FLOAT")]),
+    "StyleExpertBakeLoRA": ([("styleexpert", "STYLEEXPERT"), ("style", "STYLE_LATENT")],
+                            [("lora_name", "STRING")]),
 }
 OPTIONAL_INPUTS = {("StyleExpertReferenceLatents", "content"), ("StyleExpertReferenceLatents", "style"),
                    ("StyleExpertReferenceLatents", "target"), ("StyleExpertReferenceLatents", "styleexpert"),
                    ("StyleExpertBlendStyles", "style_c"), ("StyleExpertBlendStyles", "style_d"),
                    ("StyleExpertMetrics", "content")}
 APPLY_DEFAULTS = ["merge", 1.0, 1.0, 1.0, 1.0, 1.0, 0, "from checkpoint", "from checkpoint"]
+# filename, strength, overwrite, then the optional strength and routing overrides at their defaults
+BAKE_DEFAULTS = ["styleexpert_baked", 1.0, False, 1.0, 1.0, 1.0, 1.0, 0, "from checkpoint", "from checkpoint"]
+
+# Heights of the node bodies (the frontend grows a node to fit its widgets, never shrinks it):
+# at least what frontend 1.27.10 computes, so the stacked layout below holds in the real editor.
+HEIGHTS = {"LoadImage": 330, "CLIPTextEncode": 150, "KSampler": 262, "SaveImage": 420, "StyleExpertApply": 298,
+           "StyleExpertReferenceLatents": 220, "StyleExpertEncodeStyle": 110, "StyleExpertBakeLoRA": 298,
+           "StyleExpertMetrics": 170, "StyleExpertRoutingPreview": 130, "PreviewAny": 240,
+           "StyleExpertBlendStyles": 200, "DualCLIPLoader": 130, "StyleExpertLoader": 120, "UNETLoader": 82,
+           "LoraLoaderModelOnly": 90}
+DEFAULT_HEIGHT = 80
+WIDTH = 340
+TITLE = 30  # the node title bar sits above `pos`
+GAP = 30  # between stacked nodes
+COLUMN = 420  # column pitch: node width plus room for the group padding and the links
+GROUP_PAD, GROUP_TITLE = 16, 44
+COLOURS = {"models": "#3f789e", "input": "#8A8", "style": "#a1309b", "expert": "#b06634", "sample": "#8AA",
+           "inspect": "#88A", "bake": "#b58b2a"}
+MUTED = 2  # node mode "never": left out of the prompt until the user unmutes it
 
 
 class Graph:
     def __init__(self) -> None:
         self.nodes: list[dict] = []
         self.links: list[list] = []
+        self.groups: list[dict] = []
 
-    def add(self, type_: str, widgets: list | None = None, pos=(0, 0), size=(320, 120), title=None) -> int:
+    def add(self, type_: str, widgets: list | None = None, pos=(0, 0), size=(WIDTH, DEFAULT_HEIGHT),
+            title=None) -> int:
         inputs, outputs = SIGNATURES[type_]
+        properties = {"Node name for S&R": type_}
+        models = [{"name": v, "url": MODEL_FILES[v][0], "directory": MODEL_FILES[v][1]}
+                  for v in widgets or [] if isinstance(v, str) and v in MODEL_FILES]
+        if models:
+            properties["models"] = models
         node = {
             "id": len(self.nodes) + 1, "type": type_, "pos": list(pos), "size": list(size), "flags": {},
             "order": len(self.nodes), "mode": 0,
             "inputs": [{"name": n, "type": t, "link": None} for n, t in inputs],
             "outputs": [{"name": n, "type": t, "links": [], "slot_index": i} for i, (n, t) in enumerate(outputs)],
-            "properties": {"Node name for S&R": type_}, "widgets_values": list(widgets or []),
+            "properties": properties, "widgets_values": list(widgets or []),
         }
         for inp in node["inputs"]:
             if (type_, inp["name"]) in OPTIONAL_INPUTS:
@@ -97,8 +147,18 @@ class Graph:
         source["outputs"][slot]["links"].append(link_id)
         self.links.append([link_id, src, slot, dst, target_slot, kind])
 
-    def note(self, text: str, pos=(0, -260)) -> None:
-        self.add("Note", [text], pos=pos, size=(520, 200), title="About this workflow")
+    def group(self, title: str, ids: list[int], colour: str) -> None:
+        """A group framing the nodes `ids` (title bars included)."""
+        boxes = [(n["pos"][0], n["pos"][1] - TITLE, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1])
+                 for n in self.nodes if n["id"] in ids]
+        x0, y0 = min(b[0] for b in boxes) - GROUP_PAD, min(b[1] for b in boxes) - GROUP_TITLE - GROUP_PAD
+        x1, y1 = max(b[2] for b in boxes) + GROUP_PAD, max(b[3] for b in boxes) + GROUP_PAD
+        self.groups.append({"id": len(self.groups) + 1, "title": title, "bounding": [x0, y0, x1 - x0, y1 - y0],
+                            "color": colour, "font_size": 24, "flags": {}})
+
+    def mute(self, ids: list[int]) -> None:
+        for node_id in ids:
+            self.nodes[node_id - 1]["mode"] = MUTED
 
     def to_json(self) -> dict:
         # Optional inputs left unconnected are simply omitted, as the editor does.
@@ -108,184 +168,267 @@ class Graph:
             target = self.nodes[link[3] - 1]
             link[4] = next(i for i, inp in enumerate(target["inputs"]) if inp["link"] == link[0])
         return {"last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": self.nodes,
-                "links": self.links, "groups": [], "config": {}, "extra": {"ds": {"scale": 0.7, "offset": [60, 320]}},
-                "version": 0.4}
+                "links": self.links, "groups": self.groups, "config": {},
+                "extra": {"ds": {"scale": 0.65, "offset": [60, 120]}}, "version": 0.4}
 
 
-def kontext_base(g: Graph, content_file: str = "content.png"):
-    """Loaders, content image, prompt: returns a dict of node ids."""
+class Column:
+    """Stacks nodes top to bottom at one x (the frame's column `index`), so none overlap."""
+
+    TOP = 100  # below the notes row
+
+    def __init__(self, graph: Graph, index: int, y: int = TOP) -> None:
+        self.graph, self.x, self.y = graph, index * COLUMN, y
+
+    def add(self, type_: str, widgets: list | None = None, title: str | None = None, height: int | None = None,
+            width: int = WIDTH) -> int:
+        height = height or HEIGHTS.get(type_, DEFAULT_HEIGHT)
+        node = self.graph.add(type_, widgets, pos=(self.x, self.y + TITLE), size=(width, height), title=title)
+        self.y += TITLE + height + GAP
+        return node
+
+
+def note(g: Graph, text: str, columns: int = 2) -> None:
+    """The workflow's explanation, in a row above the groups."""
+    g.add("Note", [text], pos=(0, -360), size=(columns * COLUMN - 80, 300), title="About this workflow")
+
+
+def models(g: Graph, col: Column, kontext: bool = True) -> dict:
+    """The model loaders: returns a dict of node ids."""
     n = {}
-    n["unet"] = g.add("UNETLoader", [KONTEXT, "default"], pos=(0, 0))
-    n["clip"] = g.add("DualCLIPLoader", ["clip_l.safetensors", "t5xxl_fp8_e4m3fn.safetensors", "flux", "default"],
-                      pos=(0, 160))
-    n["vae"] = g.add("VAELoader", ["ae.safetensors"], pos=(0, 320))
-    n["siglip"] = g.add("CLIPVisionLoader", [SIGLIP], pos=(0, 440))
-    n["expert"] = g.add("StyleExpertLoader", [CHECKPOINT, "(none)"], pos=(0, 560))
-    n["content"] = g.add("LoadImage", [content_file, "image"], pos=(0, 700), size=(320, 320), title="Content image")
-    n["scale"] = g.add("FluxKontextImageScale", pos=(360, 700))
-    g.link(n["content"], 0, n["scale"], "image")
-    n["text"] = g.add("CLIPTextEncode", [PROMPT], pos=(360, 160), size=(400, 160))
-    g.link(n["clip"], 0, n["text"], "clip")
-    n["guidance"] = g.add("FluxGuidance", [3.5], pos=(800, 160))
-    g.link(n["text"], 0, n["guidance"], "conditioning")
-    n["negative"] = g.add("ConditioningZeroOut", pos=(800, 300))
-    g.link(n["text"], 0, n["negative"], "conditioning")
+    if kontext:
+        n["unet"] = col.add("UNETLoader", [KONTEXT, "default"])
+    n["clip"] = col.add("DualCLIPLoader", ["clip_l.safetensors", "t5xxl_fp8_e4m3fn.safetensors", "flux", "default"])
+    n["vae"] = col.add("VAELoader", ["ae.safetensors"])
+    if kontext:
+        n["siglip"] = col.add("CLIPVisionLoader", [SIGLIP])
+        n["expert"] = col.add("StyleExpertLoader", [CHECKPOINT, "(none)"])
     return n
 
 
-def sample_and_save(g: Graph, n: dict, model: tuple[int, int], positive: tuple[int, int], x: int,
-                    prefix: str, latent: tuple[int, int] | None = None) -> int:
-    """Content latent (or `latent`) -> KSampler (28 steps, cfg 1) -> decode -> save. Returns the decode id."""
+def content_and_prompt(g: Graph, n: dict, col: Column) -> None:
+    """Content image (scaled to a Kontext resolution) and the prompt, added to `n`."""
+    n["content"] = col.add("LoadImage", [CONTENT, "image"], title="Content image")
+    n["scale"] = col.add("FluxKontextImageScale")
+    g.link(n["content"], 0, n["scale"], "image")
+    n["text"] = col.add("CLIPTextEncode", [PROMPT])
+    g.link(n["clip"], 0, n["text"], "clip")
+    n["guidance"] = col.add("FluxGuidance", [3.5])
+    g.link(n["text"], 0, n["guidance"], "conditioning")
+    n["negative"] = col.add("ConditioningZeroOut")
+    g.link(n["text"], 0, n["negative"], "conditioning")
+
+
+def kontext_base(g: Graph) -> tuple[dict, list[int], list[int]]:
+    """Columns 0 and 1: model loaders and the content/prompt group. Returns the ids and both columns' ids."""
+    n = models(g, Column(g, 0))
+    model_ids = list(n.values())
+    g.group("Models", model_ids, COLOURS["models"])
+    content_and_prompt(g, n, Column(g, 1))
+    input_ids = [n[k] for k in ("content", "scale", "text", "guidance", "negative")]
+    g.group("Content image and prompt", input_ids, COLOURS["input"])
+    return n, model_ids, input_ids
+
+
+def sample_and_save(g: Graph, n: dict, model: tuple[int, int], positive: tuple[int, int], index: int,
+                    prefix: str, latent: tuple[int, int] | None = None, muted: bool = False) -> int:
+    """Content latent (or `latent`) -> KSampler (28 steps, cfg 1) -> decode -> save, in columns `index`
+    and `index`+1. Returns the decode id."""
+    col = Column(g, index)
+    ids = []
     if latent is None:
-        enc = g.add("VAEEncode", pos=(x, 700))
+        enc = col.add("VAEEncode")
         g.link(n["scale"], 0, enc, "pixels")
         g.link(n["vae"], 0, enc, "vae")
-        latent = (enc, 0)
-    ks = g.add("KSampler", [0, "fixed", 28, 1.0, "euler", "simple", 1.0], pos=(x + 360, 0), size=(320, 260))
+        latent, ids = (enc, 0), [enc]
+    ks = col.add("KSampler", [0, "fixed", 28, 1.0, "euler", "simple", 1.0])
     g.link(*model, ks, "model")
     g.link(*positive, ks, "positive")
     g.link(n["negative"], 0, ks, "negative")
     g.link(*latent, ks, "latent_image")
-    dec = g.add("VAEDecode", pos=(x + 720, 0))
+    dec = col.add("VAEDecode")
     g.link(ks, 0, dec, "samples")
     g.link(n["vae"], 0, dec, "vae")
-    save = g.add("SaveImage", [prefix], pos=(x + 1080, 0), size=(400, 440))
+    save = Column(g, index + 1).add("SaveImage", [prefix], width=380)
     g.link(dec, 0, save, "images")
+    g.group("Sample and save", ids + [ks, dec, save], COLOURS["sample"])
     return dec
 
 
-def encode_style(g: Graph, n: dict, image_file: str, pos, mode="mean", title="Style image") -> tuple[int, int]:
-    img = g.add("LoadImage", [image_file, "image"], pos=pos, size=(320, 320), title=title)
-    enc = g.add("StyleExpertEncodeStyle", [mode], pos=(pos[0] + 360, pos[1]))
+def encode_style(g: Graph, n: dict, image_col: Column, encode_col: Column, image_file: str, mode="mean",
+                 title="Style image") -> tuple[int, int]:
+    img = image_col.add("LoadImage", [image_file, "image"], title=title)
+    enc = encode_col.add("StyleExpertEncodeStyle", [mode])
     g.link(n["expert"], 0, enc, "styleexpert")
     g.link(n["siglip"], 0, enc, "clip_vision")
     g.link(img, 0, enc, "images")
     return enc, img
 
 
-def apply_and_reference(g: Graph, n: dict, style: int, mode: str, x: int) -> tuple[int, int]:
-    apply = g.add("StyleExpertApply", [mode, *APPLY_DEFAULTS[1:]], pos=(x, 0), size=(320, 300))
+def apply_and_reference(g: Graph, n: dict, style: int, mode: str, index: int) -> int:
+    col = Column(g, index)
+    apply = col.add("StyleExpertApply", [mode, *APPLY_DEFAULTS[1:]])
     g.link(n["unet"], 0, apply, "model")
     g.link(n["expert"], 0, apply, "styleexpert")
     g.link(style, 0, apply, "style")
     # The checkpoint goes to the reference node too, which cuts the text to its training length.
-    ref = g.add("StyleExpertReferenceLatents", ["official", "checkpoint's length"], pos=(x, 340))
+    ref = col.add("StyleExpertReferenceLatents", ["official", "checkpoint's length"])
     g.link(apply, 0, ref, "model")
     g.link(n["expert"], 0, ref, "styleexpert")
     g.link(n["guidance"], 0, ref, "conditioning")
     g.link(n["vae"], 0, ref, "vae")
     g.link(n["scale"], 0, ref, "content")
-    return ref, apply
+    g.group("StyleExpert", [apply, ref], COLOURS["expert"])
+    return ref
 
 
 def basic() -> Graph:
     g = Graph()
-    n = kontext_base(g)
-    style, _ = encode_style(g, n, "style.png", (0, 1060))
-    ref, _ = apply_and_reference(g, n, style, "merge", 1160)
-    sample_and_save(g, n, (ref, 0), (ref, 1), 1520, "styleexpert/basic")
-    g.note("Basic stylisation with StyleExpert on FLUX.1 Kontext.\n\n1. Put flux1-kontext-dev in "
-           "models/diffusion_models, SigLIP so400m in models/clip_vision, the StyleExpert file in "
-           "models/styleexpert.\n2. Pick a content image and a style image.\n3. The style image is encoded into a "
-           "style latent that routes the experts; Apply merges them into the model (mode 'merge').\n"
-           "The content image becomes Kontext reference index 1. 28 steps, guidance 3.5, cfg 1 as the paper.")
+    n, _, _ = kontext_base(g)
+    col = Column(g, 2)
+    style, img = encode_style(g, n, col, col, STYLE_A)
+    g.group("Style reference", [img, style], COLOURS["style"])
+    ref = apply_and_reference(g, n, style, "merge", 3)
+    sample_and_save(g, n, (ref, 0), (ref, 1), 4, "styleexpert/basic")
+    note(g, "Basic stylisation with StyleExpert on FLUX.1 Kontext [dev].\n\n1. Models: the loaders name the files "
+         "and their folders; a missing one is offered for download when the workflow opens (FLUX.1 Kontext [dev] "
+         "is gated: accept its licence on Hugging Face first, or pick an fp8 repack). The StyleExpert file goes "
+         "in models/styleexpert (see the pack's README).\n2. Swap the content and style images for your own.\n"
+         "3. The style image becomes a style latent that routes the experts; Apply merges them into the model. "
+         "The content image is Kontext's reference. 28 steps, guidance 3.5, cfg 1, as in the paper.", 3)
     return g
 
 
 def blend() -> Graph:
     g = Graph()
-    n = kontext_base(g)
-    a, _ = encode_style(g, n, "style.png", (0, 1060), title="Style A")
-    b, _ = encode_style(g, n, "style_b.png", (0, 1420), title="Style B")
-    mix = g.add("StyleExpertBlendStyles", [0.5, 0.5, 1.0, 1.0], pos=(800, 1200))
+    n, _, _ = kontext_base(g)
+    images, encoders = Column(g, 2), Column(g, 3)
+    a, img_a = encode_style(g, n, images, encoders, STYLE_A, title="Style A")
+    b, img_b = encode_style(g, n, images, encoders, STYLE_B, title="Style B")
+    mix = encoders.add("StyleExpertBlendStyles", [0.5, 0.5, 1.0, 1.0])
     g.link(a, 0, mix, "style_a")
     g.link(b, 0, mix, "style_b")
-    ref, _ = apply_and_reference(g, n, mix, "merge", 1160)
-    sample_and_save(g, n, (ref, 0), (ref, 1), 1520, "styleexpert/blend")
-    g.note("Two styles blended: each style image is encoded, then the latents are interpolated with the "
-           "weights on Blend Styles (normalised to sum 1) before routing. Move the weights to slide between "
-           "the styles.")
+    g.group("Two style references, blended", [img_a, img_b, a, b, mix], COLOURS["style"])
+    ref = apply_and_reference(g, n, mix, "merge", 4)
+    sample_and_save(g, n, (ref, 0), (ref, 1), 5, "styleexpert/blend")
+    note(g, "Two styles blended: each style image is encoded, then Blend Styles interpolates the latents with "
+         "its weights (normalised to sum 1) before routing. Move the weights to slide from one style to the "
+         "other. Models and images as in 'Stylise an image'.", 3)
     return g
 
 
 def inspect() -> Graph:
     g = Graph()
-    n = kontext_base(g)
-    style, style_img = encode_style(g, n, "style.png", (0, 1060))
-    preview = g.add("StyleExpertRoutingPreview", [0, 0, "from checkpoint"], pos=(800, 1060))
+    n, _, _ = kontext_base(g)
+    col = Column(g, 2)
+    style, style_img = encode_style(g, n, col, col, STYLE_A)
+    g.group("Style reference", [style_img, style], COLOURS["style"])
+    ref = apply_and_reference(g, n, style, "merge", 3)
+    dec = sample_and_save(g, n, (ref, 0), (ref, 1), 4, "styleexpert/inspect")
+    routing, scores = Column(g, 6), Column(g, 7)
+    preview = routing.add("StyleExpertRoutingPreview", [0, 0, "from checkpoint"])
     g.link(n["expert"], 0, preview, "styleexpert")
     g.link(style, 0, preview, "style")
-    text = g.add("PreviewAny", pos=(1160, 1060), size=(420, 300))
+    text = routing.add("PreviewAny", title="Routing as text")
     g.link(preview, 1, text, "source")
-    ref, _ = apply_and_reference(g, n, style, "merge", 1160)
-    dec = sample_and_save(g, n, (ref, 0), (ref, 1), 1520, "styleexpert/inspect")
-    metrics = g.add("StyleExpertMetrics", ["(none)"], pos=(2600, 500))
-    g.link(n["expert"], 0, metrics, "styleexpert")
-    g.link(n["siglip"], 0, metrics, "clip_vision")
-    g.link(dec, 0, metrics, "output")
-    g.link(style_img, 0, metrics, "style")
-    g.link(n["scale"], 0, metrics, "content")
-    g.note("Inspect routing and score the result. Routing Preview draws which experts every layer picks "
-           "for the style (rows: layers, first column: the shared expert). Metrics scores the output's "
-           "style similarity (StyleExpert encoder space) and content fidelity (SigLIP embedding cosine) "
-           "and shows a side-by-side sheet.")
+    metrics = scores.add("StyleExpertMetrics", ["(none)"])
+    for name, (src, slot) in {"styleexpert": (n["expert"], 0), "clip_vision": (n["siglip"], 0), "output": (dec, 0),
+                              "style": (style_img, 0), "content": (n["scale"], 0)}.items():
+        g.link(src, slot, metrics, name)
+    g.group("Inspect routing and score", [preview, text, metrics], COLOURS["inspect"])
+    note(g, "Inspect routing and score the result. Routing Preview draws which experts every layer picks for "
+         "the style (rows: layers, first column: the shared expert). Metrics scores the output's style "
+         "similarity (StyleExpert encoder space) and content fidelity (SigLIP embedding cosine) and shows a "
+         "side-by-side sheet. Models and images as in 'Stylise an image'.", 3)
     return g
 
 
 def dynamic_batch() -> Graph:
     g = Graph()
-    n = kontext_base(g)
-    s1 = g.add("LoadImage", ["style.png", "image"], pos=(0, 1060), size=(320, 320), title="Style 1")
-    s2 = g.add("LoadImage", ["style_b.png", "image"], pos=(0, 1420), size=(320, 320), title="Style 2")
-    both = g.add("ImageBatch", pos=(360, 1200))
+    n, _, _ = kontext_base(g)
+    images, encoders = Column(g, 2), Column(g, 3)
+    s1 = images.add("LoadImage", [STYLE_A, "image"], title="Style 1")
+    s2 = images.add("LoadImage", [STYLE_B, "image"], title="Style 2")
+    both = encoders.add("ImageBatch")
     g.link(s1, 0, both, "image1")
     g.link(s2, 0, both, "image2")
-    enc = g.add("StyleExpertEncodeStyle", ["per image"], pos=(720, 1200))
-    g.link(n["expert"], 0, enc, "styleexpert")
-    g.link(n["siglip"], 0, enc, "clip_vision")
-    g.link(both, 0, enc, "images")
-    ref, _ = apply_and_reference(g, n, enc, "dynamic", 1160)
-    latent = g.add("VAEEncode", pos=(1160, 700))
+    enc = encoders.add("StyleExpertEncodeStyle", ["per image"])
+    for name, src in (("styleexpert", n["expert"]), ("clip_vision", n["siglip"]), ("images", both)):
+        g.link(src, 0, enc, name)
+    g.group("One style per sample", [s1, s2, both, enc], COLOURS["style"])
+    ref = apply_and_reference(g, n, enc, "dynamic", 4)
+    batch = Column(g, 5)
+    latent = batch.add("VAEEncode")
     g.link(n["scale"], 0, latent, "pixels")
     g.link(n["vae"], 0, latent, "vae")
-    repeat = g.add("RepeatLatentBatch", [2], pos=(1160, 820))
+    repeat = batch.add("RepeatLatentBatch", [2])
     g.link(latent, 0, repeat, "samples")
-    sample_and_save(g, n, (ref, 0), (ref, 1), 1520, "styleexpert/dynamic", latent=(repeat, 0))
-    g.note("One batch, a different style per sample (dynamic mode). Encode Style with mode 'per image' gives one "
-           "latent per style image; Apply in mode 'dynamic' routes sample i of the batch by style i "
-           "(mod the number of styles) at every forward, so one sampling run renders both styles.")
+    g.group("Batch of two", [latent, repeat], COLOURS["input"])
+    sample_and_save(g, n, (ref, 0), (ref, 1), 6, "styleexpert/dynamic", latent=(repeat, 0))
+    note(g, "One batch, a different style per sample (dynamic mode). Encode Style with mode 'per image' gives one "
+         "latent per style image; Apply in mode 'dynamic' routes sample i of the batch by style i (mod the "
+         "number of styles) at every forward, so one sampling run renders both styles.", 3)
     return g
 
 
 def baked_lora() -> Graph:
     g = Graph()
-    n = kontext_base(g)
-    lora = g.add("LoraLoaderModelOnly", ["styleexpert_baked.safetensors", 1.0], pos=(400, 0))
+    loaders, images, steps = Column(g, 0), Column(g, 1), Column(g, 2)
+    n = {"siglip": loaders.add("CLIPVisionLoader", [SIGLIP]),
+         "expert": loaders.add("StyleExpertLoader", [CHECKPOINT, "(none)"])}
+    style, img = encode_style(g, n, images, steps, STYLE_A)
+    bake = steps.add("StyleExpertBakeLoRA", list(BAKE_DEFAULTS))
+    g.link(n["expert"], 0, bake, "styleexpert")
+    g.link(style, 0, bake, "style")
+    g.group("Step 1: bake the style into a LoRA (queue once)", [*n.values(), img, style, bake], COLOURS["bake"])
+    # Step 2 starts muted: its LoRA file exists only once step 1 has run.
+    first = len(g.nodes) + 1
+    top = max(Column.TOP, max(node["pos"][1] + node["size"][1] for node in g.nodes) + 140)
+    stage = Column(g, 0, top)
+    n.update(models(g, stage, kontext=False))
+    n["unet"] = stage.add("UNETLoader", [KONTEXT, "default"])
+    lora = stage.add("LoraLoaderModelOnly", [BAKED_LORA, 1.0])
     g.link(n["unet"], 0, lora, "model")
-    ref = g.add("StyleExpertReferenceLatents", ["official", "checkpoint's length"], pos=(800, 400))
-    g.link(lora, 0, ref, "model")
-    g.link(n["guidance"], 0, ref, "conditioning")
-    g.link(n["vae"], 0, ref, "vae")
-    g.link(n["scale"], 0, ref, "content")
-    sample_and_save(g, n, (ref, 0), (ref, 1), 1160, "styleexpert/baked")
-    g.note("A style baked into a plain LoRA, loaded by the stock LoRA loader (works with any Flux LoRA "
-           "tooling, fp8 and GGUF models). Make the file once with the 'StyleExpert Bake LoRA' node "
-           "(Load StyleExpert + Encode Style -> Bake LoRA), or on the command line:\n\n"
-           "python -m styleexpert_core bake --checkpoint models/styleexpert/styleexpert.safetensors "
-           "--style-latent style.safetensors -o models/loras/styleexpert_baked.safetensors")
+    content_and_prompt(g, n, Column(g, 1, top))
+    ref = Column(g, 2, top).add("StyleExpertReferenceLatents", ["official", "checkpoint's length"])
+    for name, src in (("model", lora), ("conditioning", n["guidance"]), ("vae", n["vae"]), ("content", n["scale"])):
+        g.link(src, 0, ref, name)
+    col = Column(g, 3, top)
+    enc = col.add("VAEEncode")
+    g.link(n["scale"], 0, enc, "pixels")
+    g.link(n["vae"], 0, enc, "vae")
+    ks = col.add("KSampler", [0, "fixed", 28, 1.0, "euler", "simple", 1.0])
+    for name, (src, slot) in {"model": (ref, 0), "positive": (ref, 1), "negative": (n["negative"], 0),
+                              "latent_image": (enc, 0)}.items():
+        g.link(src, slot, ks, name)
+    dec = col.add("VAEDecode")
+    g.link(ks, 0, dec, "samples")
+    g.link(n["vae"], 0, dec, "vae")
+    save = Column(g, 4, top).add("SaveImage", ["styleexpert/baked"], width=380)
+    g.link(dec, 0, save, "images")
+    step2 = list(range(first, len(g.nodes) + 1))
+    g.mute(step2)
+    g.group("Step 2: stylise with the LoRA (select the group, Ctrl+M to unmute)", step2, COLOURS["sample"])
+    note(g, "A style baked into a plain LoRA, for the stock LoRA loader (any Flux LoRA tooling, fp8 and GGUF "
+         "models).\n\nStep 1: queue once: Bake LoRA writes models/loras/styleexpert_baked_00001_.safetensors "
+         "(the next number on later runs; its readout names the file). Step 2 is muted until then: select its group, press Ctrl+M to unmute it, "
+         "pick the new file in the LoRA loader if its name differs, and mute step 1 (Ctrl+M again) so later "
+         "runs do not bake again.\n\nOr bake on the command line: styleexpert bake --checkpoint "
+         "models/styleexpert/styleexpert.safetensors --style-latent style.safetensors "
+         "-o models/loras/styleexpert_baked.safetensors", 3)
     return g
 
 
-WORKFLOWS = {"styleexpert_basic": basic, "styleexpert_blend_two_styles": blend,
-             "styleexpert_routing_and_metrics": inspect, "styleexpert_dynamic_batch": dynamic_batch,
-             "styleexpert_baked_lora": baked_lora}
+# file name (the template's title in ComfyUI's template browser) -> builder
+WORKFLOWS = {"Stylise an image": basic, "Blend two styles": blend, "Inspect routing and score": inspect,
+             "A different style per batch sample": dynamic_batch, "Bake a style into a LoRA": baked_lora}
 
 
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     for name, build in WORKFLOWS.items():
         (OUT / f"{name}.json").write_text(json.dumps(build().to_json(), indent=1) + "\n")
-        print(f"wrote workflows/{name}.json")
+        print(f"wrote example_workflows/{name}.json")
 
 
 if __name__ == "__main__":

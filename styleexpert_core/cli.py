@@ -1,5 +1,5 @@
-"""`python -m styleexpert_core`: inspect, convert the official release, bake a style into a LoRA, make a
-preview card for the Model Library."""
+"""`styleexpert` (or `python -m styleexpert_core`): inspect, convert the official release, bake a style into a
+LoRA, make a preview card for the Model Library."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ log = logging.getLogger("styleexpert")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m styleexpert_core", description=__doc__)
+def _parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("inspect", help="summarise a checkpoint (native or official)")
@@ -142,9 +142,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "styleexpert") -> int:
+    """The `styleexpert` console script (pyproject [project.scripts]) and `python -m styleexpert_core`."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # CLI entry point only
-    args = _parser().parse_args(argv)
+    args = _parser(prog).parse_args(argv)
     try:
         return run(args)
     except StyleExpertError as e:

@@ -188,6 +188,19 @@ class FrontendPage:
         )
         self.page.wait_for_timeout(300)
 
+    def layout(self) -> dict:
+        """Where the editor drew the current graph: {"nodes": [{id, type, mode, box}], "groups": [{title, box}]};
+        boxes are [x, y, width, height] in graph units, a node's title bar included."""
+        return self.page.evaluate(
+            """() => {
+                const title = window.LiteGraph.NODE_TITLE_HEIGHT;
+                const nodes = window.app.graph.nodes.map(n => ({id: n.id, type: n.type, mode: n.mode,
+                    box: [n.pos[0], n.pos[1] - title, n.size[0], n.size[1] + title]}));
+                const groups = window.app.graph.groups.map(g => ({title: g.title, box: Array.from(g._bounding)}));
+                return {nodes, groups};
+            }"""
+        )
+
     def graph_to_prompt(self) -> dict:
         """The frontend's own conversion of the current graph to an API prompt."""
         return self.page.evaluate("async () => (await window.app.graphToPrompt()).output")

@@ -67,6 +67,26 @@ def test_official_import_is_lossless_and_round_trips_through_native(tmp_path, pr
     assert rel_err(moe_delta(x, t, route_latent(t.gate, latent, fp32)), ref) <= 1e-5
 
 
+def test_console_script_converts_from_any_folder(tmp_path, monkeypatch, capsys):
+    """The `styleexpert` command pyproject installs: the function it names, run outside the pack folder."""
+    import importlib
+    import tomllib
+    from pathlib import Path
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    module, function = pyproject["project"]["scripts"]["styleexpert"].split(":")
+    entry = getattr(importlib.import_module(module), function)
+    official_files(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert entry(["convert-official", "--moe", "moe.safetensors", "--encoder", "encoder.safetensors",
+                  "-o", "converted.safetensors"]) == 0
+    assert load_native(tmp_path / "converted.safetensors").info["source"] == "official"
+    assert capsys.readouterr().out == "wrote converted.safetensors\n"
+    with pytest.raises(SystemExit):
+        entry(["--help"])
+    assert capsys.readouterr().out.startswith("usage: styleexpert ")
+
+
 def test_cli_convert_inspect_and_bake(tmp_path, capsys):
     moe_path, proj_path, _ = official_files(tmp_path)
     native = tmp_path / "se.safetensors"

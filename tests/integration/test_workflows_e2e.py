@@ -20,11 +20,12 @@ from comfy_harness.server import PromptFailed
 from comfy_harness.tiny_model_files import SIGLIP_NAME, TINY_VAE_NAME
 from comfy_harness.workflow_api import (api_node, nodes_of_type, replace_nodes, set_inputs, substitute_diffusion_model,
                                         substitute_text_encoders, ui_to_api)
-from styleexpert_core import ProjectorConfig, fold_checkpoint, save_baked_lora
-from styleexpert_files import tiny_checkpoint, write_example_images, write_tiny_checkpoint
+from styleexpert_core import ProjectorConfig
+from styleexpert_files import write_tiny_checkpoint
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.slow]
-WORKFLOWS = sorted((Path(__file__).resolve().parents[2] / "workflows").glob("*.json"))
+FOLDER = Path(__file__).resolve().parents[2] / "example_workflows"
+WORKFLOWS = sorted(FOLDER.glob("*.json"))
 CHECKPOINT = "styleexpert.safetensors"
 
 
@@ -33,22 +34,26 @@ def server(comfy_server):
     base = comfy_server.base_dir
     # A checkpoint whose experts fit the tiny test Flux and whose projector reads so400m SigLIP.
     ckpt = write_tiny_checkpoint(base / "models" / "styleexpert", CHECKPOINT, projector=ProjectorConfig())
-    loras = base / "models" / "loras"
-    loras.mkdir(parents=True, exist_ok=True)
-    folded = fold_checkpoint(tiny_checkpoint(projector=ProjectorConfig()), torch.randn(3072))
-    save_baked_lora(folded, loras / "styleexpert_baked.safetensors")
-    write_example_images(base / "input")
     assert ckpt.is_file()
     return comfy_server
+
+
+def test_the_pack_put_the_example_images_into_input(server):
+    """The templates' Load Image nodes validate on a fresh install: the pack copied their images on start."""
+    listed = server.object_info("LoadImage")["input"]["required"]["image"][0]
+    for image in sorted((FOLDER / "images").glob("*.png")):
+        assert (server.base_dir / "input" / image.name).read_bytes() == image.read_bytes()
+        assert image.name in listed
 
 
 def runnable(workflow: dict, object_info: dict) -> dict:
     prompt = ui_to_api(workflow, object_info, strict=True)
     prompt = substitute_text_encoders(prompt)
     prompt = substitute_diffusion_model(prompt)
-    prompt = set_inputs(prompt, "VAELoader", vae_name=TINY_VAE_NAME)
-    prompt = set_inputs(prompt, "CLIPVisionLoader", clip_name=SIGLIP_NAME)
-    prompt = set_inputs(prompt, "KSampler", steps=2)
+    for class_type, values in (("VAELoader", {"vae_name": TINY_VAE_NAME}), ("CLIPVisionLoader", {"clip_name": SIGLIP_NAME}),
+                               ("KSampler", {"steps": 2})):
+        if nodes_of_type(prompt, class_type):  # the baked-LoRA workflow's first step has no sampler
+            prompt = set_inputs(prompt, class_type, **values)
     # Kontext's preferred resolutions are ~1 MP: keep the test images at 64 px instead.
     prompt = replace_nodes(prompt, "FluxKontextImageScale", "ImageScale", lambda _, old: {
         "image": old["inputs"]["image"], "upscale_method": "bilinear", "width": 64, "height": 64, "crop": "disabled"})
@@ -59,23 +64,42 @@ def runnable(workflow: dict, object_info: dict) -> dict:
 def test_example_workflow_runs(server, path):
     workflow = json.loads(path.read_text())
     assert any(n["type"] == "Note" for n in workflow["nodes"]), "every example carries a note"
+    if any(n["type"] == "StyleExpertBakeLoRA" for n in workflow["nodes"]):
+        workflow = bake_then_unmute(server, workflow)
     info = server.object_info()
     prompt = runnable(workflow, info)
     history = server.run_prompt(prompt, timeout=600)
     assert history["status"]["status_str"] == "success"
-    for node_id in nodes_of_type(prompt, "SaveImage"):
-        images = server.output_images(history, node_id)
-        batch = 2 if "dynamic" in path.stem else 1
-        assert len(images) == batch
-        arrays = [np.asarray(img, dtype=np.float32) for img in images]
-        assert all(a.shape[:2] == (64, 64) for a in arrays)
-        if batch == 2:  # two styles in one batch: the samples differ
-            assert np.abs(arrays[0] - arrays[1]).mean() > 0.01
+    (save,) = nodes_of_type(prompt, "SaveImage")
+    images = server.output_images(history, save)
+    batch = 2 if "batch" in path.stem else 1
+    assert len(images) == batch
+    arrays = [np.asarray(img, dtype=np.float32) for img in images]
+    assert all(a.shape[:2] == (64, 64) for a in arrays)
+    if batch == 2:  # two styles in one batch: the samples differ
+        assert np.abs(arrays[0] - arrays[1]).mean() > 0.01
     if "routing" in path.stem:
         (preview,) = nodes_of_type(prompt, "StyleExpertRoutingPreview")
         assert history["outputs"][preview]["images"]
         (metrics,) = nodes_of_type(prompt, "StyleExpertMetrics")
         assert "style similarity" in history["outputs"][metrics]["text"][0]
+
+
+def bake_then_unmute(server, workflow: dict) -> dict:
+    """Runs the workflow as shipped (step 1 only: step 2 is muted), then returns it as the note tells the
+    user to change it: step 2 unmuted, step 1 muted, the LoRA loader on the file step 1 wrote."""
+    loras = server.base_dir / "models" / "loras"
+    before = set(loras.glob("*.safetensors")) if loras.is_dir() else set()
+    prompt = runnable(workflow, server.object_info())
+    assert not nodes_of_type(prompt, "KSampler"), "step 2 must start muted"
+    assert server.run_prompt(prompt, timeout=300)["status"]["status_str"] == "success"
+    (baked,) = set(loras.glob("*.safetensors")) - before
+    step1 = {n["id"] for n in workflow["nodes"] if n["mode"] == 0 and n["type"] != "Note"}
+    for node in workflow["nodes"]:
+        node["mode"] = 2 if node["id"] in step1 else 0
+        if node["type"] == "LoraLoaderModelOnly":
+            node["widgets_values"][0] = baked.name
+    return workflow
 
 
 def _loader_prompt(info, ckpt_name):
