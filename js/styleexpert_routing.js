@@ -19,6 +19,14 @@ function upstream(node, inputName) {
   return slot >= 0 ? node.getInputNode(slot) : null;
 }
 
+// Whether the file a combo widget names is one the server lists (a workflow opened on a machine
+// without its models names files that are not there: no request, so no failed fetch).
+function listed(node, name) {
+  const widget = node?.widgets?.find((w) => w.name === name);
+  const values = widget?.options?.values;
+  return !Array.isArray(values) || values.includes(widget.value);
+}
+
 // The route's request for the graph as it is now, or null while it is not wired up yet.
 function previewRequest(node) {
   const loader = upstream(node, "styleexpert");
@@ -31,7 +39,9 @@ function previewRequest(node) {
     top_k: widgetValue(node, "top_k") ?? 0,
     alignment: widgetValue(node, "alignment") ?? "from checkpoint",
   };
-  return body.ckpt_name && body.clip_name && body.image ? body : null;
+  const present = listed(loader, "ckpt_name") && listed(upstream(encode, "clip_vision"), "clip_name")
+    && listed(upstream(encode, "images"), "image");
+  return body.ckpt_name && body.clip_name && body.image && present ? body : null;
 }
 
 function liveView(node) {
@@ -42,7 +52,7 @@ function liveView(node) {
   const status = document.createElement("div");
   status.className = "styleexpert-live-status";
   status.style.cssText = "font:12px sans-serif;opacity:0.8;white-space:normal";
-  status.textContent = "Routing preview: connect StyleExpert Load Checkpoint, and Encode Style with Load CLIP Vision and Load Image.";
+  status.textContent = "Routing preview: connect StyleExpert Load Checkpoint, and Encode Style with Load CLIP Vision and Load Image (files that are present).";
   const img = document.createElement("img");
   img.className = "styleexpert-live-chart";
   img.style.cssText = "flex:1;min-height:0;object-fit:contain;width:100%";

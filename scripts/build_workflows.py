@@ -82,6 +82,9 @@ SIGNATURES = {
                             ("aesthetic", "FLOAT")]),
     "StyleExpertBakeLoRA": ([("styleexpert", "STYLEEXPERT"), ("style", "STYLE_LATENT")],
                             [("lora_name", "STRING")]),
+    "StyleExpertStylize": ([("model", "MODEL"), ("clip_vision", "CLIP_VISION"), ("vae", "VAE"),
+                            ("conditioning", "CONDITIONING"), ("content", "IMAGE"), ("style", "IMAGE")],
+                           [("MODEL", "MODEL"), ("CONDITIONING", "CONDITIONING"), ("LATENT", "LATENT")]),
 }
 OPTIONAL_INPUTS = {("StyleExpertReferenceLatents", "content"), ("StyleExpertReferenceLatents", "style"),
                    ("StyleExpertReferenceLatents", "target"), ("StyleExpertReferenceLatents", "styleexpert"),
@@ -93,11 +96,11 @@ BAKE_DEFAULTS = ["styleexpert_baked", 1.0, False, 1.0, 1.0, 1.0, 1.0, 0, "from c
 
 # Heights of the node bodies (the frontend grows a node to fit its widgets, never shrinks it):
 # at least what frontend 1.27.10 computes, so the stacked layout below holds in the real editor.
-HEIGHTS = {"LoadImage": 330, "CLIPTextEncode": 150, "KSampler": 262, "SaveImage": 420, "StyleExpertApply": 298,
+HEIGHTS = {"LoadImage": 330, "CLIPTextEncode": 150, "KSampler": 262, "SaveImage": 420, "StyleExpertApply": 360,
            "StyleExpertReferenceLatents": 220, "StyleExpertEncodeStyle": 110, "StyleExpertBakeLoRA": 298,
-           "StyleExpertMetrics": 170, "StyleExpertRoutingPreview": 130, "PreviewAny": 240,
+           "StyleExpertMetrics": 170, "StyleExpertRoutingPreview": 320, "PreviewAny": 240,
            "StyleExpertBlendStyles": 200, "DualCLIPLoader": 130, "StyleExpertLoader": 120, "UNETLoader": 82,
-           "LoraLoaderModelOnly": 90}
+           "LoraLoaderModelOnly": 90, "StyleExpertStylize": 250}
 DEFAULT_HEIGHT = 80
 WIDTH = 340
 TITLE = 30  # the node title bar sits above `pos`
@@ -193,8 +196,8 @@ def note(g: Graph, text: str, columns: int = 2) -> None:
     g.add("Note", [text], pos=(0, -360), size=(columns * COLUMN - 80, 300), title="About this workflow")
 
 
-def models(g: Graph, col: Column, kontext: bool = True) -> dict:
-    """The model loaders: returns a dict of node ids."""
+def models(g: Graph, col: Column, kontext: bool = True, loader: bool = True) -> dict:
+    """The model loaders (`loader`: the StyleExpert checkpoint's too): returns a dict of node ids."""
     n = {}
     if kontext:
         n["unet"] = col.add("UNETLoader", [KONTEXT, "default"])
@@ -202,6 +205,7 @@ def models(g: Graph, col: Column, kontext: bool = True) -> dict:
     n["vae"] = col.add("VAELoader", ["ae.safetensors"])
     if kontext:
         n["siglip"] = col.add("CLIPVisionLoader", [SIGLIP])
+    if kontext and loader:
         n["expert"] = col.add("StyleExpertLoader", [CHECKPOINT, "(none)"])
     return n
 
@@ -296,6 +300,28 @@ def basic() -> Graph:
          "in models/styleexpert (see the pack's README).\n2. Swap the content and style images for your own.\n"
          "3. The style image becomes a style latent that routes the experts; Apply merges them into the model. "
          "The content image is Kontext's reference. 28 steps, guidance 3.5, cfg 1, as in the paper.", 3)
+    return g
+
+
+def one_node() -> Graph:
+    g = Graph()
+    n = models(g, Column(g, 0), loader=False)  # Stylize loads the checkpoint itself
+    g.group("Models", list(n.values()), COLOURS["models"])
+    content_and_prompt(g, n, Column(g, 1))
+    g.group("Content image and prompt", [n[k] for k in ("content", "scale", "text", "guidance", "negative")],
+            COLOURS["input"])
+    col = Column(g, 2)
+    img = col.add("LoadImage", [STYLE_A, "image"], title="Style image")
+    stylize = col.add("StyleExpertStylize", [CHECKPOINT, 1.0])
+    for name, src in (("model", n["unet"]), ("clip_vision", n["siglip"]), ("vae", n["vae"]),
+                      ("conditioning", n["guidance"]), ("content", n["scale"]), ("style", img)):
+        g.link(src, 0, stylize, name)
+    g.group("Style: one node", [img, stylize], COLOURS["expert"])
+    sample_and_save(g, n, (stylize, 0), (stylize, 1), 3, "styleexpert/stylize", latent=(stylize, 2))
+    note(g, "Stylisation in one node: StyleExpert Stylize loads the checkpoint from models/styleexpert, encodes "
+         "the style image, merges the experts into the model and makes the content Kontext's reference; its "
+         "MODEL, CONDITIONING and LATENT go straight into the stock KSampler. One strength slider; the "
+         "'Stylise an image' template shows the same steps as separate nodes with every control.", 3)
     return g
 
 
@@ -420,7 +446,7 @@ def baked_lora() -> Graph:
 
 
 # file name (the template's title in ComfyUI's template browser) -> builder
-WORKFLOWS = {"Stylise an image": basic, "Blend two styles": blend, "Inspect routing and score": inspect,
+WORKFLOWS = {"Stylise in one node": one_node, "Stylise an image": basic, "Blend two styles": blend, "Inspect routing and score": inspect,
              "A different style per batch sample": dynamic_batch, "Bake a style into a LoRA": baked_lora}
 
 
