@@ -5,10 +5,13 @@ is a fixed set of rendering choices applied to any content:
 
 * a palette taken from a small *shared* pool (so several styles share colours) plus a shift
   of the palette order,
-* posterisation (2..5 luminance levels),
+* posterisation (2..5 levels of the content image's luma),
 * a stationary texture (stripes, dots, checker, blotches, cross-hatch, waves) with its own
   frequency, angle and amplitude, drawn with a random phase per image,
 * an outline thickness and a grain level.
+
+``flat(style)`` drops the texture and the grain: a flat style's rendering depends only on the
+content (its luma and shape edges), with no randomness (stage 2 and the demo's stylisation use flat styles).
 
 With ``colour_jitter > 0`` an image of a style is rendered with a random palette (and a
 random permutation of its colours) with that probability, so colour alone stops identifying
