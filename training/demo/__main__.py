@@ -64,7 +64,7 @@ from . import baselines, plots
 from .backbones import ByteText, PatchVAE, gabor_siglip
 from .base_model import pretrain_base
 from .dataset import write_split
-from .styles import make_triplets, sample_styles
+from .styles import flat, make_triplets, sample_styles
 from .stylise import make_stylise_set, routing_heatmaps, stylise
 
 log = logging.getLogger("training.demo")
@@ -99,6 +99,13 @@ class DemoConfig:
     stage2_rank: int = 4
     stage2_batch: int = 8
     stage2_targets: str = "attention+mlp"
+    # Stage 2 and stylisation render styles flat (palette, posterisation, outline; no texture or
+    # grain): then each (content, style) pair has one right answer a tiny Flux can learn to draw
+    # and pixel MSE can score. Stage 1 keeps the textures (the encoder must recognise them).
+    stage2_flat_styles: bool = True
+    # Flux's training shift: most stage-2 steps at high noise, where sampling lays out the image
+    # (logit-normal alone left the experts predicting the mean image there).
+    stage2_sigma_shift: float = 3.0
     guidance: float = 3.5  # embedded guidance in training and sampling: the example workflows' value
     # stylisation of unseen styles
     stylise_styles: int = 8
@@ -117,7 +124,7 @@ def write_data(cfg: DemoConfig, root: Path) -> dict[str, Path]:
     size, jitter = cfg.image_size, cfg.colour_jitter
     s1_train = make_triplets(train, cfg.images_per_style, size=size, seed=cfg.seed + 1, colour_jitter=jitter)
     s1_held = make_triplets(held, cfg.images_per_style, size=size, seed=cfg.seed + 2, colour_jitter=jitter)
-    s2 = train[: cfg.stage2_styles]  # stage 2 learns styles the encoder was trained on; contents are new
+    s2 = stage2_styles(cfg, train[: cfg.stage2_styles])  # styles the encoder was trained on; new contents
     s2_train = make_triplets(s2, cfg.stage2_train_per_style, size=size, seed=cfg.seed + 3)
     s2_val = make_triplets(s2, cfg.stage2_val_per_style, size=size, seed=cfg.seed + 4)
     plots.image_grid([s1_train.target[s * cfg.images_per_style: s * cfg.images_per_style + 8] for s in range(8)],
@@ -129,10 +136,14 @@ def write_data(cfg: DemoConfig, root: Path) -> dict[str, Path]:
             for name, (data, offset) in splits.items()}
 
 
+def stage2_styles(cfg: DemoConfig, styles: tuple) -> tuple:
+    return tuple(flat(s) for s in styles) if cfg.stage2_flat_styles else styles
+
+
 def unseen_styles(cfg: DemoConfig) -> tuple:
     """Styles for stylisation: held out of stage 1 and stage 2 alike."""
     styles = sample_styles(cfg.train_styles + cfg.heldout_styles, seed=cfg.seed)
-    return styles[cfg.train_styles: cfg.train_styles + cfg.stylise_styles]
+    return stage2_styles(cfg, styles[cfg.train_styles: cfg.train_styles + cfg.stylise_styles])
 
 
 def frozen_baselines(held_cache: Path, image_size: int) -> dict[str, float]:
@@ -176,7 +187,8 @@ def run_stage2(cfg: DemoConfig, root: Path, manifests: dict[str, Path], style: P
         cache_dir=str(caches["stage2_train"]), val_cache_dir=str(caches["stage2_val"]), model=str(base_dir),
         base_model="demo-tiny-flux", projector=projector_file, out_dir=str(root / "stage2"),
         targets=cfg.stage2_targets, num_experts=cfg.stage2_experts, rank=cfg.stage2_rank, top_k=2, alignment="paper", lr=cfg.stage2_lr,
-        guidance=cfg.guidance, warmup_steps=min(50, cfg.stage2_steps // 10), steps=cfg.stage2_steps,
+        guidance=cfg.guidance, sigma_shift=cfg.stage2_sigma_shift, warmup_steps=min(50, cfg.stage2_steps // 10),
+        steps=cfg.stage2_steps,
         batch_size=cfg.stage2_batch, gradient_checkpointing=False, log_every=max(1, cfg.stage2_steps // 40),
         eval_every=max(1, cfg.stage2_steps // 4), eval_batches=64, save_every=cfg.stage2_steps, seed=cfg.seed))
     return {**s2, "base_dir": base_dir, "base_losses": base_losses}

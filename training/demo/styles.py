@@ -5,10 +5,13 @@ is a fixed set of rendering choices applied to any content:
 
 * a palette taken from a small *shared* pool (so several styles share colours) plus a shift
   of the palette order,
-* posterisation (2..5 luminance levels),
+* posterisation (2..5 levels of the content image's luma),
 * a stationary texture (stripes, dots, checker, blotches, cross-hatch, waves) with its own
   frequency, angle and amplitude, drawn with a random phase per image,
 * an outline thickness and a grain level.
+
+``flat(style)`` drops the texture and the grain: a flat style's rendering depends only on the
+content (its luma and shape edges), with no randomness (stage 2 and the demo's stylisation use flat styles).
 
 With ``colour_jitter > 0`` an image of a style is rendered with a random palette (and a
 random permutation of its colours) with that probability, so colour alone stops identifying
@@ -20,13 +23,14 @@ Everything is numpy, seeded, and takes ~1 ms per 64 px image. Images are float32
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 
 TEXTURES = ("stripes", "dots", "checker", "blotch", "crosshatch", "waves")
 PALETTE_SIZE = 5
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # Rec. 601
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ class Style:
 class Content:
     """One procedural scene: luminance, an outline mask and a plain colour rendering."""
 
-    luminance: np.ndarray  # [H, W] in [0, 1]
+    luminance: np.ndarray  # [H, W] in [0, 1], the luma of ``plain``
     edges: np.ndarray  # [H, W] bool, shape boundaries
     plain: np.ndarray  # [H, W, 3] the un-stylised "photo"
 
@@ -106,11 +110,10 @@ def sample_content(rng: np.random.Generator, size: int) -> Content:
     edges = np.zeros_like(label, dtype=bool)
     edges[:, 1:] |= label[:, 1:] != label[:, :-1]
     edges[1:, :] |= label[1:, :] != label[:-1, :]
-    return Content(
-        luminance=np.clip(lum, 0, 1).astype(np.float32),
-        edges=edges,
-        plain=np.clip(plain, 0, 1).astype(np.float32),
-    )
+    plain = np.clip(plain, 0, 1).astype(np.float32)
+    # Styles posterise the luma of the visible image (not the hidden shading), so a rendering is
+    # a function of the content image alone.
+    return Content(luminance=(plain @ LUMA).astype(np.float32), edges=edges, plain=plain)
 
 
 def _texture(style: Style, rng: np.random.Generator, size: int) -> np.ndarray:
@@ -177,6 +180,11 @@ def render(
     if style.grain > 0:
         image = image + rng.normal(0, style.grain, size=image.shape)
     return np.clip(image, 0, 1).astype(np.float32)
+
+
+def flat(style: Style) -> Style:
+    """The style without its texture and grain: a deterministic function of the content."""
+    return replace(style, amplitude=0.0, grain=0.0)
 
 
 def sample_styles(n_styles: int, *, seed: int, n_palettes: int = 6) -> tuple[Style, ...]:
