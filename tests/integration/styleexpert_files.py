@@ -38,3 +38,15 @@ def write_tiny_checkpoint(folder: Path, name: str = "tiny_styleexpert.safetensor
     path = folder / name
     save_native(tiny_checkpoint(**kwargs), path)
     return path
+
+
+EXAMPLE_IMAGES = ("content.png", "style.png", "style_b.png")  # small random inputs for the server tests
+
+
+def write_example_images(input_dir: Path, size: int = 64) -> None:
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    input_dir.mkdir(parents=True, exist_ok=True)
+    for name in EXAMPLE_IMAGES:
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(input_dir / name)
