@@ -20,7 +20,8 @@ What runs, and what is measured (numbers in the final JSON line on stdout):
 4. A tiny Flux is trained on the identity edit (a stand-in for pretrained Kontext,
    ``base_model.py``), then frozen. Stage 2 caches latents and frozen style latents (stage-1
    projector on the reference image) and trains MoE-LoRA experts (core ``inject_moe``) on the
-   stylisation triplets of most training styles; ``stage2_loss_correct_style`` /
+   stylisation triplets of most training styles, rendered flat (no texture or grain: one right
+   answer per pair), with Flux's shifted noise levels; ``stage2_loss_correct_style`` /
    ``stage2_loss_shuffled_style`` compare held-out losses with the reference's own latent and
    another style's (same noise and timesteps).
 5. Stylisation (``stylise.py``): held-out contents x styles neither stage saw, sampled with the
