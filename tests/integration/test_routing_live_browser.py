@@ -45,6 +45,9 @@ def test_routing_chart_is_live_before_sampling(frontend, comfy_server, artifacts
     write_tiny_checkpoint(comfy_server.base_dir / "models" / "styleexpert", CHECKPOINT, projector=ProjectorConfig())
     write_example_images(comfy_server.base_dir / "input")
     history_before = len(comfy_server.get_json("/history"))
+    # The files appeared after the page opened: refresh the lists (what R does), since the live view
+    # asks only for files the server lists.
+    frontend.page.evaluate("async () => { await window.app.refreshComboInNodes(); }")
     report = frontend.load_workflow(WORKFLOW)
     assert report.missing_node_types == [] and report.page_errors == []
     page = frontend.page
