@@ -38,6 +38,20 @@ def test_stage2_config_errors():
         load_config(Stage2Config, ["--cache_dir=c", "--model=tiny", "--alignment=fixed"])
 
 
+@pytest.mark.parametrize("option", ["--sigma_shift=0", "--sigma_shift=nan", "--sigma_std=-1", "--sigma_mean=inf"])
+def test_stage2_noise_levels_must_be_finite_and_positive(option):
+    with pytest.raises(ConfigError, match="sigma_std, sigma_shift positive finite"):
+        load_config(Stage2Config, ["--cache_dir=c", "--model=tiny", option])
+
+
+@pytest.mark.parametrize("shift", [0.0, -3.0, float("nan"), float("inf")])
+def test_demo_sigma_shift_must_be_positive_and_finite(shift):
+    from training.demo.__main__ import DemoConfig
+
+    with pytest.raises(ConfigError, match="stage2_sigma_shift must be a positive finite number"):
+        DemoConfig(stage2_sigma_shift=shift)
+
+
 def test_entry_points_list_their_options_and_report_user_errors_in_one_line():
     import subprocess
     import sys

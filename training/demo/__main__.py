@@ -117,6 +117,7 @@ class DemoConfig:
         check(self.stage2_styles <= self.train_styles, "stage2_styles must be <= train_styles.")
         check(self.image_size % 16 == 0, "image_size must be a multiple of 16.")
         check(2 <= self.stylise_styles <= self.heldout_styles, "stylise_styles must be in [2, heldout_styles].")
+        check(0 < self.stage2_sigma_shift < float("inf"), "stage2_sigma_shift must be a positive finite number.")
 
 
 def write_data(cfg: DemoConfig, root: Path) -> dict[str, Path]:

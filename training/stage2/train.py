@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,6 +128,8 @@ class Stage2Config:
         check(self.base_dtype in BASE_DTYPES, f"base_dtype must be one of {BASE_DTYPES}.")
         check(self.base_dtype == "float32" or self.mixed_precision == "bf16",
               "base_dtype=bfloat16 needs mixed_precision=bf16 (the fp32 experts meet the bf16 base under autocast).")
+        check(math.isfinite(self.sigma_mean) and 0 < self.sigma_std < math.inf and 0 < self.sigma_shift < math.inf,
+              "sigma_mean must be finite and sigma_std, sigma_shift positive finite numbers (1.0 = no shift).")
         check(self.steps >= 1 and self.batch_size >= 1 and self.grad_accum >= 1 and self.lr > 0,
               "steps, batch_size, grad_accum and lr must be positive.")
         check(not (self.holdout_styles and self.val_cache_dir), "give either val_cache_dir (held-out triplets) "
