@@ -136,3 +136,71 @@ def model_library_click_places_a_loader(page) -> None:
     picked = page.evaluate("() => window.app.graph.nodes.filter(n => n.type === 'StyleExpertLoader').at(-1)"
                            ".widgets.find(w => w.name === 'ckpt_name').value")
     assert picked == CHECKPOINT
+
+
+# ---- Load Style's thumbnail as soon as a style is picked, before anything is queued ----
+
+THUMB_STYLES = {"thumb_red_00001_.safetensors": (220, 40, 30), "thumb_blue_00001_.safetensors": (30, 60, 210)}
+THUMB_STATE = ("() => { const n = window.app.graph.nodes.find(n => n.type === 'StyleExpertLoadStyle');"
+               " const img = n?.imgs?.[0]; if (!img) return null;"
+               " const c = document.createElement('canvas'); c.width = c.height = 1;"
+               " const ctx = c.getContext('2d'); ctx.drawImage(img, img.naturalWidth / 2, img.naturalHeight / 2, 1, 1,"
+               " 0, 0, 1, 1); return {src: img.src, size: [img.naturalWidth, img.naturalHeight],"
+               " rgb: Array.from(ctx.getImageData(0, 0, 1, 1).data.slice(0, 3)), node: Array.from(n.size)}; }")
+
+
+def pick_in_dropdown(page, node_id: int, widget: str, value: str) -> None:
+    """Click the node's combo on the canvas and the value in the menu it opens, as a user does."""
+    x, y = page.evaluate(
+        f"""() => {{
+            const node = window.app.graph.getNodeById({node_id});
+            const w = node.widgets.find(w => w.name === {widget!r});
+            const [cx, cy] = window.app.canvas.ds.convertOffsetToCanvas(
+                [node.pos[0] + node.size[0] / 2, node.pos[1] + w.y + window.LiteGraph.NODE_WIDGET_HEIGHT / 2]);
+            const box = window.app.canvas.canvas.getBoundingClientRect();
+            return [box.left + cx, box.top + cy];
+        }}""")
+    page.mouse.click(x, y)
+    page.locator(".litecontextmenu .litemenu-entry", has_text=value).first.click()
+
+
+def wait_for_thumbnail(page, name: str) -> dict:
+    """The Load Style node's picture once it is the one of the style file `name`."""
+    page.wait_for_function(f"() => ({THUMB_STATE})()?.src.includes({name!r})", timeout=30_000)
+    return page.evaluate(THUMB_STATE)
+
+
+def test_load_style_shows_the_picked_thumbnail_before_any_run(browser, comfy_server, artifacts_dir):
+    styles = comfy_server.base_dir / "models" / "styleexpert_styles"
+    styles.mkdir(parents=True, exist_ok=True)
+    for name, rgb in THUMB_STYLES.items():
+        solid = torch.tensor(rgb, dtype=torch.float32).div(255).expand(1, 256, 256, 3)
+        save_style(styles / name, torch.randn(1, 48), name.split("_0")[0], None, thumbnail_png(solid))
+    history_before = len(comfy_server.get_json("/history"))
+    frontend = browser.open(comfy_server.url)  # opened after the files were written: the list holds them
+    page = frontend.page
+    errors: list[tuple[str, str]] = []  # (text, url); a fresh user directory's userdata 404s are no problem
+    page.on("console", lambda m: errors.append((m.text, m.location.get("url", ""))) if m.type == "error"
+            and "/api/userdata/" not in m.location.get("url", "") else None)
+    page.on("pageerror", lambda error: errors.append((str(error), "")))
+    try:
+        node_id = page.evaluate("() => { window.app.graph.clear(); const n = window.LiteGraph.createNode("
+                                "'StyleExpertLoadStyle'); n.pos = [80, 80]; window.app.graph.add(n); return n.id; }")
+        first = page.evaluate(f"() => window.app.graph.getNodeById({node_id}).widgets[0].value")
+        wait_for_thumbnail(page, first)  # a new node shows its first style's thumbnail at once
+        for name, rgb in THUMB_STYLES.items():  # red first: never the list's first entry
+            pick_in_dropdown(page, node_id, "style_name", name)
+            state = wait_for_thumbnail(page, name)
+            assert state["size"] == [256, 256]
+            assert max(abs(a - b) for a, b in zip(state["rgb"], rgb)) <= 12, (name, state["rgb"])
+            assert state["node"][1] >= 256  # the node grew to show the picture
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(artifacts_dir / "load_style_thumbnail.png"))
+        # A workflow naming a style this machine lacks: no picture, and no request that fails.
+        page.evaluate(f"() => {{ const w = window.app.graph.getNodeById({node_id}).widgets.find("
+                      "w => w.name === 'style_name'); w.value = 'absent_style.safetensors'; w.callback(w.value); }")
+        page.wait_for_function(f"() => !window.app.graph.getNodeById({node_id}).imgs", timeout=10_000)
+        assert errors == []
+        assert len(comfy_server.get_json("/history")) == history_before  # nothing was queued
+    finally:
+        frontend.close()
