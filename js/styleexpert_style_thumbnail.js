@@ -55,14 +55,33 @@ async function showThumbnail(node) {
   } else {
     clearThumbnail(node);
   }
-  // Room for the picture below the dropdown; never shrink what the user sized.
-  const [width, height] = node.computeSize();
-  node.setSize([Math.max(node.size[0], width), Math.max(node.size[1], height)]);
+  node.styleexpertFitPending = true;
   node.setDirtyCanvas?.(true, true);
+}
+
+// Room for the picture below the dropdown, once the frontend's draw added its preview widget (the
+// background is drawn before the foreground); never shrink what the user sized.
+function fitOnce(node) {
+  if (!node.styleexpertFitPending) return;
+  node.styleexpertFitPending = false;
+  const [width, height] = node.computeSize();
+  if (width > node.size[0] || height > node.size[1]) {
+    node.setSize([Math.max(node.size[0], width), Math.max(node.size[1], height)]);
+    node.setDirtyCanvas?.(true, true);
+  }
 }
 
 app.registerExtension({
   name: "styleexpert.styleThumbnail",
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (nodeData?.name !== NODE) return;
+    const onDrawForeground = nodeType.prototype.onDrawForeground;
+    nodeType.prototype.onDrawForeground = function () {
+      const result = onDrawForeground?.apply(this, arguments);
+      fitOnce(this);
+      return result;
+    };
+  },
   nodeCreated(node) {
     if (node.comfyClass !== NODE) return;
     const widget = node.widgets?.find((w) => w.name === WIDGET);

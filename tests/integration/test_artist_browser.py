@@ -1,8 +1,10 @@
 """The artist-facing UI in the real frontend (headless Chromium): readouts on the nodes that survive a
-cached re-run in a new tab and a page reload, Load Style's thumbnail, the LoRA list refreshed after
-Bake, and a checkpoint clicked in the Model Library placing a StyleExpert loader.
+cached re-run in a new tab and a page reload, Load Style's thumbnail (after a run, and as soon as a
+style is picked), the LoRA list refreshed after Bake, and a checkpoint clicked in the Model Library
+placing a StyleExpert loader.
 
-The screenshot `loader_readout.png` (tests/artifacts/) is the README's picture of the readouts."""
+The screenshots `loader_readout.png` and `load_style_thumbnail.png` (tests/artifacts/) are the README's
+pictures of the readouts and of Load Style's thumbnail."""
 
 from __future__ import annotations
 
@@ -164,6 +166,27 @@ def pick_in_dropdown(page, node_id: int, widget: str, value: str) -> None:
     page.locator(".litecontextmenu .litemenu-entry", has_text=value).first.click()
 
 
+def node_box(page, node_id: int, margin: int) -> dict:
+    """The node's box on the page (title bar included) with a margin, for a screenshot of it alone."""
+    return page.evaluate(
+        f"""() => {{
+            const node = window.app.graph.getNodeById({node_id}), ds = window.app.canvas.ds;
+            const box = window.app.canvas.canvas.getBoundingClientRect();
+            const [x, y] = ds.convertOffsetToCanvas([node.pos[0], node.pos[1] - window.LiteGraph.NODE_TITLE_HEIGHT]);
+            return {{x: box.left + x - {margin}, y: box.top + y - {margin},
+                     width: node.size[0] * ds.scale + 2 * {margin},
+                     height: (node.size[1] + window.LiteGraph.NODE_TITLE_HEIGHT) * ds.scale + 2 * {margin}}};
+        }}""")
+
+
+def one_load_style(style: str) -> dict:
+    return {"last_node_id": 1, "last_link_id": 0, "version": 0.4, "groups": [], "config": {}, "extra": {},
+            "links": [], "nodes": [{"id": 1, "type": "StyleExpertLoadStyle", "pos": [80, 80], "size": [300, 100],
+                                    "flags": {}, "order": 0, "mode": 0, "inputs": [], "properties": {},
+                                    "outputs": [{"name": "STYLE_LATENT", "type": "STYLE_LATENT", "links": []}],
+                                    "widgets_values": [style]}]}
+
+
 def wait_for_thumbnail(page, name: str) -> dict:
     """The Load Style node's picture once it is the one of the style file `name`."""
     page.wait_for_function(f"() => ({THUMB_STATE})()?.src.includes({name!r})", timeout=30_000)
@@ -173,9 +196,11 @@ def wait_for_thumbnail(page, name: str) -> dict:
 def test_load_style_shows_the_picked_thumbnail_before_any_run(browser, comfy_server, artifacts_dir):
     styles = comfy_server.base_dir / "models" / "styleexpert_styles"
     styles.mkdir(parents=True, exist_ok=True)
+    y, x = torch.meshgrid(torch.linspace(-1, 1, 256), torch.linspace(-1, 1, 256), indexing="ij")
+    fade = (1 - 0.45 * (x ** 2 + y ** 2)).clamp(0, 1)[None, ..., None]  # 1 at the centre, the pixel checked
     for name, rgb in THUMB_STYLES.items():
-        solid = torch.tensor(rgb, dtype=torch.float32).div(255).expand(1, 256, 256, 3)
-        save_style(styles / name, torch.randn(1, 48), name.split("_0")[0], None, thumbnail_png(solid))
+        cover = torch.tensor(rgb, dtype=torch.float32).div(255) * fade
+        save_style(styles / name, torch.randn(1, 48), name.split("_0")[0], None, thumbnail_png(cover))
     history_before = len(comfy_server.get_json("/history"))
     frontend = browser.open(comfy_server.url)  # opened after the files were written: the list holds them
     page = frontend.page
@@ -184,22 +209,30 @@ def test_load_style_shows_the_picked_thumbnail_before_any_run(browser, comfy_ser
             and "/api/userdata/" not in m.location.get("url", "") else None)
     page.on("pageerror", lambda error: errors.append((str(error), "")))
     try:
-        node_id = page.evaluate("() => { window.app.graph.clear(); const n = window.LiteGraph.createNode("
+        # A workflow opened with a style picked shows that style's picture at once.
+        assert frontend.load_workflow(one_load_style("thumb_red_00001_.safetensors")).problems() == []
+        assert wait_for_thumbnail(page, "thumb_red_00001_.safetensors")["rgb"] != [0, 0, 0]
+        # A node placed fresh shows its first style's picture.
+        node_id = page.evaluate("() => { window.app.graph.clear(); window.app.canvas.ds.scale = 1;"
+                                " window.app.canvas.ds.offset = [0, 0]; const n = window.LiteGraph.createNode("
                                 "'StyleExpertLoadStyle'); n.pos = [80, 80]; window.app.graph.add(n); return n.id; }")
-        first = page.evaluate(f"() => window.app.graph.getNodeById({node_id}).widgets[0].value")
-        wait_for_thumbnail(page, first)  # a new node shows its first style's thumbnail at once
-        for name, rgb in THUMB_STYLES.items():  # red first: never the list's first entry
+        wait_for_thumbnail(page, page.evaluate(f"() => window.app.graph.getNodeById({node_id}).widgets[0].value"))
+        for name, rgb in THUMB_STYLES.items():  # the list starts with blue: each pick changes the picture
             pick_in_dropdown(page, node_id, "style_name", name)
             state = wait_for_thumbnail(page, name)
             assert state["size"] == [256, 256]
             assert max(abs(a - b) for a, b in zip(state["rgb"], rgb)) <= 12, (name, state["rgb"])
             assert state["node"][1] >= 256  # the node grew to show the picture
+        page.wait_for_function(f"() => {{ const n = window.app.graph.getNodeById({node_id});"
+                               " return n.widgets.some(w => w.name === '$$canvas-image-preview')"
+                               " && n.size[1] >= n.computeSize()[1]; }")  # room for all of the preview
         page.wait_for_timeout(300)
-        page.screenshot(path=str(artifacts_dir / "load_style_thumbnail.png"))
+        page.screenshot(path=str(artifacts_dir / "load_style_thumbnail.png"), clip=node_box(page, node_id, 24))
         # A workflow naming a style this machine lacks: no picture, and no request that fails.
-        page.evaluate(f"() => {{ const w = window.app.graph.getNodeById({node_id}).widgets.find("
-                      "w => w.name === 'style_name'); w.value = 'absent_style.safetensors'; w.callback(w.value); }")
-        page.wait_for_function(f"() => !window.app.graph.getNodeById({node_id}).imgs", timeout=10_000)
+        report = frontend.load_workflow(one_load_style("absent_style.safetensors"))
+        assert report.page_errors == [] and report.console_errors == [], report
+        page.wait_for_timeout(500)
+        assert page.evaluate("() => window.app.graph.getNodeById(1).imgs?.length ?? 0") == 0
         assert errors == []
         assert len(comfy_server.get_json("/history")) == history_before  # nothing was queued
     finally:
