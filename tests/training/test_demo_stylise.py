@@ -129,3 +129,38 @@ def test_flat_styles_render_the_same_image_whatever_the_random_state():
     np.testing.assert_array_equal(renders[0], renders[1])
     noisy = [render(scene, textured, pool, np.random.default_rng(seed)) for seed in (1, 2)]
     assert np.abs(noisy[0] - noisy[1]).max() > 0.05
+
+
+def test_flat_styles_are_monotone_tone_maps_and_equal_when_they_render_alike():
+    """A flat style draws darker content with darker palette colours (no shifted palette), and
+    styles that differ only in what flat drops compare equal (the unseen-style filter relies on it)."""
+    from dataclasses import replace
+
+    from training.demo.styles import PALETTE_SIZE, flat, palette_pool, render, sample_content
+
+    pool = palette_pool(6)
+    scene = sample_content(np.random.default_rng(3), 32)
+    shifted = replace(sample_styles(1, seed=0)[0], palette_shift=2, levels=5, outline=0)
+    image = render(scene, flat(shifted), pool, np.random.default_rng(0))
+    luma_in, brightness = scene.luminance.ravel(), image.mean(-1).ravel()  # palettes are sorted by mean
+    order = np.argsort(luma_in)
+    assert np.all(np.diff(brightness[order]) >= -1e-6)  # monotone in the content's luma
+    assert PALETTE_SIZE == 5 and flat(shifted).palette_shift == 0
+    twin = replace(shifted, palette_shift=(shifted.palette_shift + 1) % PALETTE_SIZE, texture="dots",
+                   frequency=7.0, angle=1.0, amplitude=0.3, grain=0.09)
+    assert flat(twin) == flat(shifted)
+    assert flat(replace(shifted, levels=2)) != flat(shifted)
+
+
+def test_unseen_styles_render_unlike_every_stage2_style():
+    from training.demo.__main__ import DemoConfig, stage2_styles, unseen_styles
+
+    cfg = DemoConfig()
+    styles = sample_styles(cfg.train_styles + cfg.heldout_styles, seed=cfg.seed)
+    seen = set(stage2_styles(cfg, styles[: cfg.stage2_styles]))
+    unseen = unseen_styles(cfg)
+    assert len(unseen) == cfg.stylise_styles == len(set(unseen))
+    assert not seen & set(unseen)
+    assert set(unseen) <= set(stage2_styles(cfg, styles[cfg.train_styles:]))  # drawn from the held-out styles
+    with pytest.raises(ValueError, match="render unlike every stage-2 style; lower stylise_styles"):
+        unseen_styles(DemoConfig(heldout_styles=8, stylise_styles=8))

@@ -83,7 +83,7 @@ class DemoConfig:
     images_per_style: int = 16
     colour_jitter: float = 0.25  # a quarter of stage-1 images get a random palette
     siglip_colour_gain: float = 2.0  # patch-mean colour channels in the demo SigLIP
-    stage1_steps: int = 400
+    stage1_steps: int = 300
     stage1_lr: float = 3e-3
     stage1_out_dim: int = 32
     styles_per_batch: int = 32
@@ -143,9 +143,18 @@ def stage2_styles(cfg: DemoConfig, styles: tuple) -> tuple:
 
 
 def unseen_styles(cfg: DemoConfig) -> tuple:
-    """Styles for stylisation: held out of stage 1 and stage 2 alike."""
+    """Styles for stylisation: held out of stage 1 and stage 2, each rendering unlike every stage-2 style.
+
+    Flat styles have few attributes (palette, levels, outline), so a held-out draw can repeat a
+    stage-2 style's; such a style would be seen, not new, and is skipped (as are repeats).
+    """
     styles = sample_styles(cfg.train_styles + cfg.heldout_styles, seed=cfg.seed)
-    return stage2_styles(cfg, styles[cfg.train_styles: cfg.train_styles + cfg.stylise_styles])
+    seen = set(stage2_styles(cfg, styles[: cfg.stage2_styles]))
+    novel = [s for s in dict.fromkeys(stage2_styles(cfg, styles[cfg.train_styles:])) if s not in seen]
+    if len(novel) < cfg.stylise_styles:
+        raise ValueError(f"only {len(novel)} of the {cfg.heldout_styles} held-out styles render unlike every "
+                         f"stage-2 style; lower stylise_styles (now {cfg.stylise_styles}) or raise heldout_styles.")
+    return tuple(novel[: cfg.stylise_styles])
 
 
 def frozen_baselines(held_cache: Path, image_size: int) -> dict[str, float]:
@@ -192,7 +201,7 @@ def run_stage2(cfg: DemoConfig, root: Path, manifests: dict[str, Path], style: P
         guidance=cfg.guidance, sigma_shift=cfg.stage2_sigma_shift, warmup_steps=min(50, cfg.stage2_steps // 10),
         steps=cfg.stage2_steps,
         batch_size=cfg.stage2_batch, gradient_checkpointing=False, log_every=max(1, cfg.stage2_steps // 40),
-        eval_every=max(1, cfg.stage2_steps // 4), eval_batches=64, save_every=cfg.stage2_steps, seed=cfg.seed))
+        eval_every=max(1, cfg.stage2_steps // 2), eval_batches=64, save_every=cfg.stage2_steps, seed=cfg.seed))
     return {**s2, "base_dir": base_dir, "base_losses": base_losses}
 
 

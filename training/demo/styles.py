@@ -10,8 +10,11 @@ is a fixed set of rendering choices applied to any content:
   frequency, angle and amplitude, drawn with a random phase per image,
 * an outline thickness and a grain level.
 
-``flat(style)`` drops the texture and the grain: a flat style's rendering depends only on the
-content (its luma and shape edges), with no randomness (stage 2 and the demo's stylisation use flat styles).
+``flat(style)`` is the style as a tone map: no texture, no grain, and its palette in dark-to-light
+order (no shift), so a flat rendering is a monotone function of the content's luma plus the
+outline, with no randomness. Stage 2 and the demo's stylisation use flat styles: a tiny Flux
+with rank-4 experts learns a monotone tone map, while a shifted palette (dark areas drawn light)
+left its clean-image estimate at high noise near the style's mean image (probe in docs/TRAINING.md).
 
 With ``colour_jitter > 0`` an image of a style is rendered with a random palette (and a
 random permutation of its colours) with that probability, so colour alone stops identifying
@@ -183,8 +186,12 @@ def render(
 
 
 def flat(style: Style) -> Style:
-    """The style without its texture and grain: a deterministic function of the content."""
-    return replace(style, amplitude=0.0, grain=0.0)
+    """The style as a tone map (see module docstring): a deterministic function of the content.
+
+    Fields that no longer change the rendering are set to fixed values, so two flat styles are
+    equal exactly when they render every content the same way.
+    """
+    return replace(style, palette_shift=0, texture=TEXTURES[0], frequency=1.0, angle=0.0, amplitude=0.0, grain=0.0)
 
 
 def sample_styles(n_styles: int, *, seed: int, n_palettes: int = 6) -> tuple[Style, ...]:
