@@ -20,11 +20,12 @@ What runs, and what is measured (numbers in the final JSON line on stdout):
 4. A tiny Flux is trained on the identity edit (a stand-in for pretrained Kontext,
    ``base_model.py``), then frozen. Stage 2 caches latents and frozen style latents (stage-1
    projector on the reference image) and trains MoE-LoRA experts (core ``inject_moe``) on the
-   stylisation triplets of most training styles, rendered flat (no texture or grain: one right
-   answer per pair), with Flux's shifted noise levels; ``stage2_loss_correct_style`` /
+   stylisation triplets of most training styles, rendered flat (a tone map: no texture or grain,
+   palette dark to light; one right answer per pair), with Flux's shifted noise levels; ``stage2_loss_correct_style`` /
    ``stage2_loss_shuffled_style`` compare held-out losses with the reference's own latent and
    another style's (same noise and timesteps).
-5. Stylisation (``stylise.py``): held-out contents x styles neither stage saw, sampled with the
+5. Stylisation (``stylise.py``): held-out contents x styles neither stage saw (held-out styles
+   that render unlike every stage-2 style), sampled with the
    trained model as the nodes run it (core fold merged into the weights, Kontext's Euler loop,
    28 steps, guidance 3.5) three ways -- base, experts with the reference's latent, experts
    with another unseen style's latent -- and scored against the procedural ground truth:
@@ -100,9 +101,9 @@ class DemoConfig:
     stage2_rank: int = 4
     stage2_batch: int = 8
     stage2_targets: str = "attention+mlp"
-    # Stage 2 and stylisation render styles flat (palette, posterisation, outline; no texture or
-    # grain): then each (content, style) pair has one right answer a tiny Flux can learn to draw
-    # and pixel MSE can score. Stage 1 keeps the textures (the encoder must recognise them).
+    # Stage 2 and stylisation render styles flat (palette dark to light, posterisation, outline;
+    # no texture or grain): then each (content, style) pair has one right answer a tiny Flux can
+    # learn to draw and pixel MSE can score. Stage 1 keeps the textures (the encoder must recognise them).
     stage2_flat_styles: bool = True
     # Flux's training shift: most stage-2 steps at high noise, where sampling lays out the image
     # (logit-normal alone left the experts predicting the mean image there).
